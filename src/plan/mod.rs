@@ -1,0 +1,6 @@
+//! Pure decisions: what to copy, what blocks a migration and what only warns,
+//! which steps a migration takes and in what order. No I/O, no `sys`: every
+//! function takes probed facts and returns a plan, so it is unit-tested
+//! without root.
+
+#![warn(clippy::arithmetic_side_effects)]

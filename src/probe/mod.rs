@@ -1,0 +1,53 @@
+//! Readers of the live system: `/proc`, `/sys` and `/dev`, always through a
+//! [`SysRoot`] so tests point them at fixture trees.
+//!
+//! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
+//! ioctls that only query), never `plan` or `exec`.
+
+pub mod mountinfo;
+
+use std::path::{Path, PathBuf};
+
+/// Where the kernel's pseudo filesystems are. [`SysRoot::live`] is the real
+/// system; tests build fixture trees and point a `SysRoot` at them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SysRoot {
+    /// procfs, normally `/proc`.
+    pub proc_dir: PathBuf,
+    /// sysfs, normally `/sys`.
+    pub sys_dir: PathBuf,
+    /// devtmpfs, normally `/dev`.
+    pub dev_dir: PathBuf,
+}
+
+impl SysRoot {
+    /// The running system.
+    pub fn live() -> Self {
+        Self::under(Path::new("/"))
+    }
+
+    /// `proc`, `sys` and `dev` under `base` (a fixture tree).
+    pub fn under(base: &Path) -> Self {
+        Self {
+            proc_dir: base.join("proc"),
+            sys_dir: base.join("sys"),
+            dev_dir: base.join("dev"),
+        }
+    }
+
+    /// `/proc/<rel>`.
+    pub fn proc(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.proc_dir.join(rel)
+    }
+
+    /// `/sys/<rel>`.
+    pub fn sys(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.sys_dir.join(rel)
+    }
+}
+
+impl Default for SysRoot {
+    fn default() -> Self {
+        Self::live()
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests for `reroot bench` (none yet).
