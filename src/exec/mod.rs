@@ -6,3 +6,4 @@
 //! `plan`, `sys`.
 
 pub mod event;
+pub mod sandbox;
