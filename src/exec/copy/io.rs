@@ -154,13 +154,14 @@ fn open_error(path: &Path, access: Access, e: io::Error) -> Error {
         Access::Read => "opening for reading",
         Access::Write => "opening for writing",
     };
-    let busy = e.raw_os_error() == Some(libc::EBUSY);
-    let err = Error::io(what, e).device(path);
-    if busy {
-        err.hint("the device is in use (mounted, held by LVM/md, or opened exclusively); stop that first")
-    } else {
-        err
+    if e.raw_os_error() == Some(libc::EBUSY) {
+        // O_EXCL on a block device: mounted, held by LVM/md, or opened exclusively.
+        return Error::refused(format!("{} is in use ({what}: {e})", path.display()))
+            .device(path)
+            .with_source(e)
+            .hint("unmount it or stop what holds it (LVM, md, another exclusive opener) first");
     }
+    Error::io(what, e).device(path)
 }
 
 /// Moves buffers between a fixed list of devices (index 0 is usually the
