@@ -47,7 +47,8 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .trim()
         .parse()
         .map_err(|_| format!("not a size: {s:?} (examples: 65536, 256K, 1M)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 /// Flags that tune the engine, shared by `copy` and `verify`.
@@ -169,14 +170,22 @@ pub fn print_summary(r: &Report) {
         "{}: {} -> {}",
         r.command,
         r.source.display(),
-        r.targets.iter().map(|t| t.display().to_string()).collect::<Vec<_>>().join(", ")
+        r.targets
+            .iter()
+            .map(|t| t.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     eprintln!(
         "  map: {} ({:.1} MB used of {:.1} MB{})",
         r.map.kind,
         mb(r.map.used_bytes),
         mb(r.map.device_bytes),
-        r.map.reason.as_deref().map(|s| format!("; {s}")).unwrap_or_default()
+        r.map
+            .reason
+            .as_deref()
+            .map(|s| format!("; {s}"))
+            .unwrap_or_default()
     );
     eprintln!(
         "  {:.1} MB planned, {:.1} MB read, {:.1} MB written, {:.1} MB skipped{}",
@@ -184,7 +193,11 @@ pub fn print_summary(r: &Report) {
         mb(r.bytes_read),
         mb(r.bytes_written),
         mb(r.bytes_skipped),
-        if r.delta { format!(", {:.1} MB unchanged", mb(r.bytes_unchanged)) } else { String::new() }
+        if r.delta {
+            format!(", {:.1} MB unchanged", mb(r.bytes_unchanged))
+        } else {
+            String::new()
+        }
     );
     let phases: Vec<String> = r
         .phases
@@ -211,7 +224,11 @@ pub fn print_summary(r: &Report) {
 pub fn finish(r: &Report, ctx: &Ctx) -> CmdResult {
     if ctx.json {
         output::json(r)?;
-        return Ok(if r.mismatch_count > 0 { Exit::Mismatch } else { Exit::Success });
+        return Ok(if r.mismatch_count > 0 {
+            Exit::Mismatch
+        } else {
+            Exit::Success
+        });
     }
     print_summary(r);
     match r.mismatch_error() {
@@ -284,26 +301,49 @@ mod tests {
 
     #[test]
     fn verify_flag() {
-        assert_eq!(parse(&["s", "t", "--verify", "none"]).verify, VerifyArg::None);
-        assert_eq!(parse(&["s", "t", "--verify", "hash"]).verify, VerifyArg::Hash);
+        assert_eq!(
+            parse(&["s", "t", "--verify", "none"]).verify,
+            VerifyArg::None
+        );
+        assert_eq!(
+            parse(&["s", "t", "--verify", "hash"]).verify,
+            VerifyArg::Hash
+        );
         assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--verify", "x"]).is_err());
     }
 
     #[test]
     fn engine_flag() {
-        assert_eq!(parse(&["s", "t", "--engine", "sync"]).engine.engine, EngineArg::Sync);
+        assert_eq!(
+            parse(&["s", "t", "--engine", "sync"]).engine.engine,
+            EngineArg::Sync
+        );
     }
 
     #[test]
     fn queue_depth_flag() {
-        assert_eq!(parse(&["s", "t", "--queue-depth", "32"]).engine.queue_depth, 32);
+        assert_eq!(
+            parse(&["s", "t", "--queue-depth", "32"]).engine.queue_depth,
+            32
+        );
     }
 
     #[test]
     fn chunk_size_flag() {
-        assert_eq!(parse(&["s", "t", "--chunk-size", "256K"]).engine.chunk_size, 256 << 10);
-        assert_eq!(parse(&["s", "t", "--chunk-size", "4MiB"]).engine.chunk_size, 4 << 20);
-        assert_eq!(parse(&["s", "t", "--chunk-size", "65536"]).engine.chunk_size, 65536);
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "256K"]).engine.chunk_size,
+            256 << 10
+        );
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "4MiB"]).engine.chunk_size,
+            4 << 20
+        );
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "65536"])
+                .engine
+                .chunk_size,
+            65536
+        );
         assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--chunk-size", "1X"]).is_err());
     }
 

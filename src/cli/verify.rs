@@ -54,7 +54,15 @@ mod tests {
 
     #[test]
     fn positional_and_engine_flags() {
-        let a = parse(&["/dev/a", "/dev/b", "--full", "--engine", "sync", "--chunk-size", "64K"]);
+        let a = parse(&[
+            "/dev/a",
+            "/dev/b",
+            "--full",
+            "--engine",
+            "sync",
+            "--chunk-size",
+            "64K",
+        ]);
         assert_eq!(a.target, PathBuf::from("/dev/b"));
         assert!(a.engine.full);
         assert_eq!(a.engine.chunk_size, 64 << 10);
@@ -63,6 +71,9 @@ mod tests {
 
     #[test]
     fn queue_depth_flag() {
-        assert_eq!(parse(&["a", "b", "--queue-depth", "4"]).engine.queue_depth, 4);
+        assert_eq!(
+            parse(&["a", "b", "--queue-depth", "4"]).engine.queue_depth,
+            4
+        );
     }
 }

@@ -124,7 +124,10 @@ impl LoopDev {
         let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
         // A string prefix: `Path::starts_with` compares whole components, so
         // "/dev/loop3" does not start with the path "/dev/loop".
-        assert!(printed.starts_with("/dev/loop"), "losetup printed {printed:?}");
+        assert!(
+            printed.starts_with("/dev/loop"),
+            "losetup printed {printed:?}"
+        );
         Self {
             path: PathBuf::from(printed),
         }

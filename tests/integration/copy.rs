@@ -34,7 +34,11 @@ fn make_source(fstype: &str, size: u64, fill: u64, seed: u64) -> Source {
         fill_tree(m.dir(), seed, fill);
         // More churn: a second tree, half of it deleted again.
         fill_tree(&m.dir().join("churn"), seed + 1, fill / 4);
-        sh(&format!("rm -rf {}/churn/d1 {}/churn/d3", m.dir().display(), m.dir().display()));
+        sh(&format!(
+            "rm -rf {}/churn/d1 {}/churn/d3",
+            m.dir().display(),
+            m.dir().display()
+        ));
         sh("sync");
         drop(m);
         mounted_hash(dev.path(), &base.join("mnt-src"))
@@ -88,12 +92,21 @@ fn mirror_roundtrip(fstype: &str, seed: u64) {
     assert_eq!(r["bytes_written"].as_u64().unwrap(), 2 * planned);
     assert_eq!(r["bytes_verified"].as_u64().unwrap(), 2 * planned);
     if r["map"]["kind"] == "ext" {
-        assert!(r["bytes_skipped"].as_u64().unwrap() > 0, "a used-block copy skips free space");
+        assert!(
+            r["bytes_skipped"].as_u64().unwrap() > 0,
+            "a used-block copy skips free space"
+        );
     }
     for (t, name) in [(&equal, "equal"), (&larger, "larger")] {
-        assert!(e2fsck_clean(t.path()), "{fstype} {name} target fails e2fsck -fn");
+        assert!(
+            e2fsck_clean(t.path()),
+            "{fstype} {name} target fails e2fsck -fn"
+        );
         let h = mounted_hash(t.path(), &src.dir.join(format!("mnt-{name}")));
-        assert_eq!(h, src.hash, "{fstype} {name} target's tree differs from the source");
+        assert_eq!(
+            h, src.hash,
+            "{fstype} {name} target's tree differs from the source"
+        );
     }
 }
 
@@ -126,7 +139,14 @@ fn sync_engine_copy_is_identical() {
     let t = target(&src.dir, "t.img", 64 * MIB);
     let r = copy_json(
         &[src.dev.path(), t.path()],
-        &["--engine", "sync", "--chunk-size", "256K", "--queue-depth", "4"],
+        &[
+            "--engine",
+            "sync",
+            "--chunk-size",
+            "256K",
+            "--queue-depth",
+            "4",
+        ],
     );
     assert_eq!(r["engine"], "sync");
     assert_eq!(r["chunk_size"], 256 * 1024);
@@ -136,8 +156,14 @@ fn sync_engine_copy_is_identical() {
 
 /// The physical byte offset of a file's first block, from debugfs.
 fn first_block_offset(dev: &Path, file: &str) -> u64 {
-    let out = sh(&format!("debugfs -R 'bmap {file} 0' {} 2>/dev/null", dev.display()));
-    let blk: u64 = out.trim().parse().unwrap_or_else(|_| panic!("debugfs bmap said {out:?}"));
+    let out = sh(&format!(
+        "debugfs -R 'bmap {file} 0' {} 2>/dev/null",
+        dev.display()
+    ));
+    let blk: u64 = out
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("debugfs bmap said {out:?}"));
     assert!(blk > 0, "{file} has no first block");
     blk * 4096
 }
@@ -149,8 +175,18 @@ fn verify_names_a_corrupted_used_block() {
     let src = make_source("ext4", 64 * MIB, 8 * MIB, 7);
     let t = target(&src.dir, "t.img", 64 * MIB);
     copy_json(&[src.dev.path(), t.path()], &["--verify", "hash"]);
-    let out = reroot().arg("verify").arg(src.dev.path()).arg(t.path()).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = reroot()
+        .arg("verify")
+        .arg(src.dev.path())
+        .arg(t.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let off = first_block_offset(t.path(), "/README.txt") + 5;
     sh(&format!(
@@ -171,10 +207,18 @@ fn verify_names_a_corrupted_used_block() {
     assert_eq!(r["mismatch_count"], 1);
     let m = &r["mismatches"][0];
     let (start, len) = (m["offset"].as_u64().unwrap(), m["len"].as_u64().unwrap());
-    assert!(start <= off && off < start + len, "range {start}+{len} misses {off}");
+    assert!(
+        start <= off && off < start + len,
+        "range {start}+{len} misses {off}"
+    );
     assert_eq!(m["device"], t.path().display().to_string());
     // Human output names the device and the range too.
-    let out = reroot().arg("verify").arg(src.dev.path()).arg(t.path()).output().unwrap();
+    let out = reroot()
+        .arg("verify")
+        .arg(src.dev.path())
+        .arg(t.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&t.path().display().to_string()), "{err}");
@@ -197,7 +241,10 @@ fn delta_rewrites_only_what_changed() {
     assert_eq!(r["delta"], true);
     let written = r["bytes_written"].as_u64().unwrap();
     assert!(written > 0, "the change must be written");
-    assert!(written < planned / 4, "delta wrote {written} of {planned} bytes");
+    assert!(
+        written < planned / 4,
+        "delta wrote {written} of {planned} bytes"
+    );
     assert_eq!(r["mismatch_count"], 0);
     assert!(e2fsck_clean(t.path()));
     assert_eq!(mounted_hash(t.path(), &src.dir.join("mnt-t")), new_hash);
@@ -208,7 +255,11 @@ fn non_ext_source_is_copied_in_full() {
     require_root!();
     let dir = scratch();
     let img = dir.path().join("raw.img");
-    sh(&format!("head -c {} /dev/urandom > {}", 8 * MIB, img.display()));
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        8 * MIB,
+        img.display()
+    ));
     let src = LoopDev::attach(&img, &["--direct-io=on", "--read-only"]);
     let t = target(dir.path(), "t.img", 8 * MIB);
     let r = copy_json(&[src.path(), t.path()], &[]);
@@ -225,14 +276,26 @@ fn json_report_adds_up() {
     require_root!();
     let src = make_source("ext4", 64 * MIB, 4 * MIB, 11);
     let t = target(&src.dir, "t.img", 64 * MIB);
-    let r = copy_json(&[src.dev.path(), t.path()], &["--full", "--queue-depth", "8"]);
+    let r = copy_json(
+        &[src.dev.path(), t.path()],
+        &["--full", "--queue-depth", "8"],
+    );
     assert_eq!(r["map"]["kind"], "full");
     assert_eq!(r["bytes_planned"].as_u64(), Some(64 * MIB));
-    assert_eq!(r["bytes_read"].as_u64(), Some(2 * 64 * MIB), "source once + readback");
+    assert_eq!(
+        r["bytes_read"].as_u64(),
+        Some(2 * 64 * MIB),
+        "source once + readback"
+    );
     assert_eq!(r["queue_depth"], 8);
     assert_eq!(r["verify"], "readback");
     assert_eq!(r["direct_io"], true);
-    let names: Vec<&str> = r["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = r["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["map", "copy", "flush", "readback"]);
     assert_eq!(r["digest"].as_str().unwrap().len(), 16);
     // The same source verified against the copy gives the same digest.
@@ -252,7 +315,18 @@ fn mounted_target_is_refused() {
     let t = target(&src.dir, "t.img", 64 * MIB);
     mkfs("ext4", t.path(), &[]);
     let m = Mounted::new(t.path(), &src.dir.join("mnt-t"), None);
-    let out = reroot().arg("copy").arg(src.dev.path()).arg(t.path()).arg("--force").output().unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = reroot()
+        .arg("copy")
+        .arg(src.dev.path())
+        .arg(t.path())
+        .arg("--force")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     drop(m);
 }
