@@ -4,4 +4,8 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+<<<<<<< HEAD
 pub mod pivot;
+=======
+pub mod copy;
+>>>>>>> main

@@ -7,5 +7,7 @@
 #![allow(unsafe_code)]
 
 pub mod blkdev;
+pub mod buf;
 pub mod mount;
 pub mod process;
+pub mod uring;
