@@ -4,8 +4,5 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
-<<<<<<< HEAD
-pub mod pivot;
-=======
 pub mod copy;
->>>>>>> main
+pub mod pivot;
