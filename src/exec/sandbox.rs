@@ -585,7 +585,7 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # changes nothing outside.
 umount -l /.hostroot
 # A shared root, as under systemd, in peer groups of this namespace only.
-mount -o rshared /
+mount --make-rshared /
 exec /sbin/init
 "#;
 
