@@ -4,7 +4,6 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
-pub mod fsident;
 pub mod mountinfo;
 
 use std::path::{Path, PathBuf};
