@@ -7,3 +7,5 @@
 #![allow(unsafe_code)]
 
 pub mod blkdev;
+pub mod buf;
+pub mod uring;
