@@ -4,6 +4,8 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+
 pub mod copy;
 pub mod finish;
 pub mod pivot;
+pub mod target;

@@ -4,7 +4,9 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
+pub mod device;
 pub mod mountinfo;
+pub mod signature;
 
 use std::path::{Path, PathBuf};
 
