@@ -7,4 +7,7 @@
 
 pub mod copy;
 pub mod event;
+pub mod finish;
+pub mod pivot;
 pub mod sandbox;
+pub mod services;

@@ -150,8 +150,10 @@ pub struct SandboxOptions {
     pub mounts: Vec<ExtraMount>,
     /// First field of `/etc/fstab`'s root line (`LABEL=...`, `UUID=...`, a device).
     pub fstab_root: String,
-    /// A script (busybox sh) that init runs in a session of its own once the
-    /// services are up; its exit code ends the sandbox (see [`SCENARIO_DONE`]).
+    /// A script (busybox sh) that init runs in a session of its own (cgroup
+    /// `session-1.scope`, cwd `/root`) once the services are up. It ends the
+    /// sandbox by writing an exit code to [`SCENARIO_DONE`]; if it exits
+    /// without doing so, the sandbox ends with code 98.
     pub scenario: Option<String>,
 }
 
@@ -201,13 +203,19 @@ pub fn elf_interpreter(data: &[u8]) -> Result<Option<String>> {
         return Err(bad());
     }
     let u16_at = |o: usize| -> Option<u16> {
-        Some(u16::from_le_bytes(data.get(o..o.checked_add(2)?)?.try_into().ok()?))
+        Some(u16::from_le_bytes(
+            data.get(o..o.checked_add(2)?)?.try_into().ok()?,
+        ))
     };
     let u32_at = |o: usize| -> Option<u32> {
-        Some(u32::from_le_bytes(data.get(o..o.checked_add(4)?)?.try_into().ok()?))
+        Some(u32::from_le_bytes(
+            data.get(o..o.checked_add(4)?)?.try_into().ok()?,
+        ))
     };
     let u64_at = |o: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(data.get(o..o.checked_add(8)?)?.try_into().ok()?))
+        Some(u64::from_le_bytes(
+            data.get(o..o.checked_add(8)?)?.try_into().ok()?,
+        ))
     };
     let phoff = usize::try_from(u64_at(0x20).ok_or_else(bad)?).map_err(|_| bad())?;
     let phentsize = usize::from(u16_at(0x36).ok_or_else(bad)?);
@@ -319,9 +327,25 @@ pub fn build(root: &Path, opts: &SandboxOptions) -> Result<usize> {
         None => find_busybox()?,
     };
     for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "usr/lib/sandbox", "etc/sandbox/services", "proc",
-        "sys", "dev", "run", "tmp", "root", "srv", "mnt", "home", "var/log", "var/lib/shared",
-        "var/tmp", HOSTROOT,
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib/sandbox",
+        "etc/sandbox/services",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "root",
+        "srv",
+        "mnt",
+        "home",
+        "var/log",
+        "var/lib/shared",
+        "var/tmp",
+        HOSTROOT,
     ] {
         let p = root.join(d);
         fs::create_dir_all(&p).map_err(io("creating", &p))?;
@@ -352,7 +376,11 @@ pub fn build(root: &Path, opts: &SandboxOptions) -> Result<usize> {
         copy_host_binary(root, &hb.from, &hb.to)?;
     }
 
-    write_file(&root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    write_file(
+        &root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\n",
+        0o644,
+    )?;
     write_file(&root.join("etc/group"), "root:x:0:\n", 0o644)?;
     write_file(&root.join("etc/hostname"), "sandbox\n", 0o644)?;
     write_file(
@@ -511,14 +539,15 @@ if [ "${1:-}" != reexec ]; then
     while read -r u; do [ -n "$u" ] && unit_start "$u"; done </etc/sandbox/order
     echo booted >"$ST/ready"
     if [ -f /etc/sandbox/scenario ]; then
+        # The scenario is the operator's login session; it writes its exit
+        # code to /run/sandbox/poweroff (init does it with 98 if it dies without).
         setsid /bin/busybox sh -c '
             if [ -f /sys/fs/cgroup/cgroup.procs ]; then
                 echo $$ >/sys/fs/cgroup/user.slice/user-0.slice/session-1.scope/cgroup.procs
             fi
             cd /root
-            /bin/busybox sh /etc/sandbox/scenario
-            rc=$?
-            echo $rc >/run/sandbox/poweroff.tmp && mv /run/sandbox/poweroff.tmp /run/sandbox/poweroff' &
+            exec /bin/busybox sh /etc/sandbox/scenario' &
+        echo $! >"$ST/scenario.pid"
     fi
 fi
 gen=$(( $(cat "$ST/init.gen" 2>/dev/null || echo 0) + 1 ))
@@ -526,7 +555,18 @@ echo "$gen" >"$ST/init.gen"
 echo "init generation $gen: $(readlink /proc/1/exe) $(stat -c %d:%i /proc/1/exe 2>/dev/null)" >>"$ST/init.log"
 trap 'exec /bin/busybox sh /sbin/init reexec' HUP
 trap 'echo 143 >"$ST/poweroff"' TERM INT
+scenario_gone() {
+    [ -f "$ST/scenario.pid" ] || return 1
+    p=$(cat "$ST/scenario.pid")
+    [ -r "/proc/$p/stat" ] || return 0
+    s=$(cat "/proc/$p/stat" 2>/dev/null) || return 0
+    s=${s##*) }
+    [ "${s%% *}" = Z ]
+}
 while :; do
+    if [ ! -f "$ST/poweroff" ] && scenario_gone; then
+        echo 98 >"$ST/poweroff"
+    fi
     if [ -f "$ST/poweroff" ]; then
         rc=$(cat "$ST/poweroff")
         kill -TERM -1 2>/dev/null
@@ -743,16 +783,30 @@ mod tests {
         let n = build(d.path(), &opts).unwrap();
         assert!(n > 100, "{n} applets");
         let r = d.path();
-        assert!(r.join("bin/sh").symlink_metadata().unwrap().file_type().is_symlink());
+        assert!(
+            r.join("bin/sh")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         for f in ["sbin/init", "usr/bin/systemctl", "etc/sandbox/scenario"] {
             let m = fs::metadata(r.join(f)).unwrap();
             assert_eq!(m.permissions().mode() & 0o111, 0o111, "{f}");
         }
         let order = fs::read_to_string(r.join("etc/sandbox/order")).unwrap();
         assert!(order.starts_with("syslog.service\n"));
-        assert!(fs::read_to_string(r.join("etc/fstab")).unwrap().contains("LABEL=sandbox-root / ext4"));
+        assert!(
+            fs::read_to_string(r.join("etc/fstab"))
+                .unwrap()
+                .contains("LABEL=sandbox-root / ext4")
+        );
         assert!(r.join("home/shared").is_dir() && r.join(".hostroot").is_dir());
-        if opts.host_binaries.iter().any(|b| b.to == Path::new("/opt/host/bin/sleep")) {
+        if opts
+            .host_binaries
+            .iter()
+            .any(|b| b.to == Path::new("/opt/host/bin/sleep"))
+        {
             assert!(r.join("opt/host/bin/sleep").is_file());
             let interp = elf_interpreter(&fs::read(r.join("opt/host/bin/sleep")).unwrap())
                 .unwrap()
@@ -768,7 +822,10 @@ mod tests {
                 .unwrap();
             assert!(st.success(), "{f} has a syntax error");
         }
-        let st = Command::new("sh").args(["-n", "-c", BOOT_SCRIPT]).status().unwrap();
+        let st = Command::new("sh")
+            .args(["-n", "-c", BOOT_SCRIPT])
+            .status()
+            .unwrap();
         assert!(st.success());
     }
 

@@ -306,15 +306,19 @@ pub fn plan_boot(f: &BootFacts) -> BootPlan {
                     .push("mdadm is not installed on the new root: install mdadm first".into());
             }
         }
-        Some(RootKind::DeviceMapper) => p.notes.push(
-            "the new root is a device-mapper device: the initramfs must set it up".into(),
-        ),
+        Some(RootKind::DeviceMapper) => p
+            .notes
+            .push("the new root is a device-mapper device: the initramfs must set it up".into()),
         _ => {}
     }
     let initramfs = f.initramfs_tools.first().map(String::as_str);
     match initramfs {
-        Some("update-initramfs") => p.commands.push(argv(&["update-initramfs", "-u", "-k", "all"])),
-        Some("dracut") => p.commands.push(argv(&["dracut", "--regenerate-all", "--force"])),
+        Some("update-initramfs") => p
+            .commands
+            .push(argv(&["update-initramfs", "-u", "-k", "all"])),
+        Some("dracut") => p
+            .commands
+            .push(argv(&["dracut", "--regenerate-all", "--force"])),
         Some("mkinitcpio") => p.commands.push(argv(&["mkinitcpio", "-P"])),
         _ => p.notes.push(
             "no initramfs generator found (update-initramfs, dracut, mkinitcpio): if the kernel \
@@ -485,7 +489,10 @@ mod tests {
             ]
         );
         let notes = p.notes.join("\n");
-        assert!(notes.contains("LVM") && notes.contains("install lvm2"), "{notes}");
+        assert!(
+            notes.contains("LVM") && notes.contains("install lvm2"),
+            "{notes}"
+        );
         assert!(notes.contains("root=/dev/vda1"), "{notes}");
 
         let fedora_md = BootFacts {
@@ -509,7 +516,11 @@ mod tests {
 
         let bare = plan_boot(&BootFacts::default());
         assert!(bare.commands.is_empty());
-        assert!(bare.notes.iter().any(|n| n.contains("no initramfs generator")));
+        assert!(
+            bare.notes
+                .iter()
+                .any(|n| n.contains("no initramfs generator"))
+        );
         assert!(bare.notes.iter().any(|n| n.contains("no GRUB")));
     }
 }

@@ -107,10 +107,11 @@ pub fn root_mount(mounts: &[Mount]) -> Option<&Mount> {
         .filter(|m| m.mount_point == Path::new("/"))
         .collect();
     // Topmost: the one that no other mount at `/` sits on.
-    at_root
-        .iter()
-        .copied()
-        .find(|m| !at_root.iter().any(|o| o.parent_id == m.mount_id && o.mount_id != m.mount_id))
+    at_root.iter().copied().find(|m| {
+        !at_root
+            .iter()
+            .any(|o| o.parent_id == m.mount_id && o.mount_id != m.mount_id)
+    })
 }
 
 fn rank(m: &Mount) -> usize {
@@ -177,18 +178,17 @@ fn join_under(base: &Path, abs: &Path) -> PathBuf {
 /// is the old one or is mounted already, or when `put_old` would be covered
 /// by a mount moved back.
 pub fn plan_mounts(f: &MountFacts<'_>) -> Result<MountPlan> {
-    let root = root_mount(f.mounts)
-        .ok_or_else(|| Error::refused("no mount at / in mountinfo"))?;
+    let root = root_mount(f.mounts).ok_or_else(|| Error::refused("no mount at / in mountinfo"))?;
     let at_root = f
         .mounts
         .iter()
         .filter(|m| m.mount_point == Path::new("/"))
         .count();
     if at_root > 1 {
-        return Err(Error::refused(
-            "more than one mount is stacked on / (an overmounted root)",
-        )
-        .hint("unmount what is mounted over / first"));
+        return Err(
+            Error::refused("more than one mount is stacked on / (an overmounted root)")
+                .hint("unmount what is mounted over / first"),
+        );
     }
     let old_dev = (root.major, root.minor);
     if old_dev == f.new_dev {
@@ -423,9 +423,7 @@ pub fn classify_name(name: &str) -> RestartClass {
     match b {
         "init" | "systemd" => RestartClass::Init,
         "systemd-journald" | "journald" | "rsyslog" | "rsyslogd" | "syslog-ng" | "syslog"
-        | "syslogd" | "sysklogd" | "klogd" | "metalog" | "busybox-syslogd" => {
-            RestartClass::Logging
-        }
+        | "syslogd" | "sysklogd" | "klogd" | "metalog" | "busybox-syslogd" => RestartClass::Logging,
         "systemd-udevd" | "udev" | "udevd" | "eudev" => RestartClass::Udev,
         "systemd-networkd" | "NetworkManager" | "networking" | "network" | "dhcpcd"
         | "dhclient" | "systemd-resolved" | "wpa_supplicant" | "connman" | "iwd" => {
@@ -458,19 +456,18 @@ fn order_in_class(g: &RestartGroup) -> (u8, String) {
 /// processes without a unit each form an unmanaged group.
 pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
     let mut groups: BTreeMap<(RestartClass, String), RestartGroup> = BTreeMap::new();
-    let mut add = |class: RestartClass, key: String, unit: Option<String>, h: &Holder, note: &str| {
-        let g = groups
-            .entry((class, key))
-            .or_insert_with(|| RestartGroup {
+    let mut add =
+        |class: RestartClass, key: String, unit: Option<String>, h: &Holder, note: &str| {
+            let g = groups.entry((class, key)).or_insert_with(|| RestartGroup {
                 class,
                 unit,
                 pids: Vec::new(),
                 comms: Vec::new(),
                 note: note.to_owned(),
             });
-        g.pids.push(h.pid);
-        g.comms.push(h.comm.clone());
-    };
+            g.pids.push(h.pid);
+            g.comms.push(h.comm.clone());
+        };
     for h in holders {
         let unit = h.unit.as_deref().filter(|u| !u.is_empty());
         if h.pid == 1 {
@@ -479,11 +476,9 @@ pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
                 String::new(),
                 None,
                 h,
-                "PID 1: re-executed from the new root",
+                "PID 1: re-execute it (daemon-reexec / telinit u)",
             );
-        } else if op.self_pids.contains(&h.pid)
-            || unit.is_some_and(|u| u.starts_with("reroot-"))
-        {
+        } else if op.self_pids.contains(&h.pid) || unit.is_some_and(|u| u.starts_with("reroot-")) {
             add(
                 RestartClass::Reroot,
                 String::new(),
@@ -501,16 +496,26 @@ pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
             );
         } else if let Some(u) = unit {
             let class = classify_name(u);
+            if class == RestartClass::Init {
+                // init.scope: PID 1's own helpers; re-executing PID 1 covers them.
+                add(
+                    RestartClass::Init,
+                    String::new(),
+                    None,
+                    h,
+                    "PID 1: re-execute it (daemon-reexec / telinit u)",
+                );
+                continue;
+            }
             let note = match class {
-                RestartClass::Init => "PID 1's unit: re-executed from the new root",
                 RestartClass::UserManager => {
                     "user manager: restarts when its user logs out and in again"
                 }
                 RestartClass::Session => "login session: log out and in again",
-                RestartClass::Sshd => "restarted; must listen again before success",
-                RestartClass::Logind => "dbus first (logind exits with it), then logind",
+                RestartClass::Sshd => "restart it; it must listen again before you log out",
+                RestartClass::Logind => "restart dbus first (logind exits with it), then logind",
                 _ if u.ends_with(".scope") => "a scope cannot be restarted: restart its owner",
-                _ => "restarted",
+                _ => "restart it",
             };
             let class = if u.ends_with(".scope") && class == RestartClass::Service {
                 RestartClass::Unmanaged
@@ -535,8 +540,12 @@ pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
             .then_with(|| order_in_class(a).cmp(&order_in_class(b)))
     });
     for g in &mut out {
-        let mut pairs: Vec<(u32, String)> =
-            g.pids.iter().copied().zip(g.comms.iter().cloned()).collect();
+        let mut pairs: Vec<(u32, String)> = g
+            .pids
+            .iter()
+            .copied()
+            .zip(g.comms.iter().cloned())
+            .collect();
         pairs.sort();
         (g.pids, g.comms) = pairs.into_iter().unzip();
     }
@@ -697,10 +706,8 @@ mod tests {
         let e = plan_mounts(&f).unwrap_err();
         assert!(e.to_string().contains("/boot"), "{e}");
         // Overmounted root.
-        let over = parse(
-            "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:9 / / rw - tmpfs t rw\n",
-        )
-        .unwrap();
+        let over =
+            parse("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:9 / / rw - tmpfs t rw\n").unwrap();
         let f = MountFacts {
             mounts: &over,
             stage: Path::new("/run/reroot/stage"),
@@ -739,16 +746,27 @@ mod tests {
     fn debian_holders() -> Vec<Holder> {
         vec![
             h(1, "systemd", Some("init.scope"), 1),
+            h(2, "systemd-helper", Some("init.scope"), 1),
             h(1020, "bash", Some("session-3.scope"), 1000),
             h(412, "dbus-daemon", Some("dbus.service"), 412),
             h(399, "sshd", Some("ssh.service"), 399),
             h(998, "sshd", Some("session-3.scope"), 998),
-            h(300, "systemd-journal", Some("systemd-journald.service"), 300),
+            h(
+                300,
+                "systemd-journal",
+                Some("systemd-journald.service"),
+                300,
+            ),
             h(420, "systemd-logind", Some("systemd-logind.service"), 420),
             h(330, "systemd-udevd", Some("systemd-udevd.service"), 330),
             h(510, "agetty", Some("getty@tty1.service"), 510),
             h(511, "agetty", Some("serial-getty@ttyS0.service"), 511),
-            h(380, "systemd-network", Some("systemd-networkd.service"), 380),
+            h(
+                380,
+                "systemd-network",
+                Some("systemd-networkd.service"),
+                380,
+            ),
             h(600, "cron", Some("cron.service"), 600),
             h(700, "nginx", Some("nginx.service"), 700),
             h(701, "nginx", Some("nginx.service"), 700),
@@ -795,15 +813,22 @@ mod tests {
             ]
         );
         // Grouping by unit: both nginx processes in one group, sorted by pid.
-        let nginx = g.iter().find(|g| g.unit.as_deref() == Some("nginx.service")).unwrap();
+        let nginx = g
+            .iter()
+            .find(|g| g.unit.as_deref() == Some("nginx.service"))
+            .unwrap();
         assert_eq!(nginx.pids, vec![700, 701]);
         // The operator's shell and its sshd session process, named as such.
         let me = g.iter().find(|g| g.class == Session).unwrap();
         assert_eq!(me.pids, vec![998, 1020]);
         assert!(me.note.contains("log out and in again"));
         let init = &g[0];
-        assert_eq!(init.pids, vec![1]);
-        assert!(g.iter().filter(|g| g.class.restartable()).all(|g| g.class <= Service));
+        assert_eq!(init.pids, vec![1, 2], "init.scope joins PID 1's group");
+        assert!(
+            g.iter()
+                .filter(|g| g.class.restartable())
+                .all(|g| g.class <= Service)
+        );
         assert!(!UserManager.restartable() && !Session.restartable());
     }
 
@@ -813,9 +838,18 @@ mod tests {
         assert_eq!(classify_name("syslog-ng"), RestartClass::Logging);
         assert_eq!(classify_name("udev"), RestartClass::Udev);
         assert_eq!(classify_name("dhcpcd"), RestartClass::Network);
-        assert_eq!(classify_name("user@1000.service"), RestartClass::UserManager);
+        assert_eq!(
+            classify_name("user@1000.service"),
+            RestartClass::UserManager
+        );
         assert_eq!(classify_name("session-c2.scope"), RestartClass::Session);
-        assert_eq!(classify_name("postgresql@15-main.service"), RestartClass::Service);
-        assert_eq!(classify_name("session-manager.service"), RestartClass::Service);
+        assert_eq!(
+            classify_name("postgresql@15-main.service"),
+            RestartClass::Service
+        );
+        assert_eq!(
+            classify_name("session-manager.service"),
+            RestartClass::Service
+        );
     }
 }

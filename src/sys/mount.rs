@@ -207,7 +207,11 @@ mod tests {
         let e = fail("umount2", &[Path::new("/x")], Errno::EBUSY);
         assert!(matches!(e.kind(), ErrorKind::Busy(_)));
         assert!(e.to_string().contains("umount2(/x)"));
-        let e = fail("pivot_root", &[Path::new("/a"), Path::new("/b")], Errno::EINVAL);
+        let e = fail(
+            "pivot_root",
+            &[Path::new("/a"), Path::new("/b")],
+            Errno::EINVAL,
+        );
         assert!(matches!(e.kind(), ErrorKind::Io(_)));
     }
 }

@@ -53,8 +53,7 @@ mod tests {
     #[test]
     fn detached_child_has_its_own_session_and_ignores_hup() {
         let mut c = Command::new("sh");
-        c.arg("-c")
-            .arg("kill -HUP $$; cat /proc/$$/stat");
+        c.arg("-c").arg("kill -HUP $$; cat /proc/$$/stat");
         c.stdout(std::process::Stdio::piped());
         let child = spawn_detached(&mut c).unwrap();
         let pid = child.id();
@@ -63,7 +62,13 @@ mod tests {
         assert!(out.status.success(), "{:?}", out.status);
         let text = String::from_utf8_lossy(&out.stdout);
         // Session id (field 6 of /proc/PID/stat) equals its pid: a session leader.
-        let sid = text.rsplit(')').next().unwrap().split_whitespace().nth(3).unwrap();
+        let sid = text
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(3)
+            .unwrap();
         assert_eq!(sid, pid.to_string());
     }
 }
