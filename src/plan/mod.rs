@@ -4,3 +4,5 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+
+pub mod services;
