@@ -5,4 +5,5 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod copy;
 pub mod services;
