@@ -7,3 +7,4 @@
 
 pub mod copy;
 pub mod services;
+pub mod target;
