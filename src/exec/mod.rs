@@ -5,5 +5,7 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod check;
 pub mod copy;
 pub mod event;
+pub mod quiesce;

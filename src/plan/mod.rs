@@ -6,5 +6,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod copy;
+pub mod preflight;
+pub mod quiesce;
 pub mod services;
 pub mod target;

@@ -331,6 +331,7 @@ fn is_gone(e: &io::Error) -> bool {
 
 /// What reading one process gave.
 enum Seen {
+    /// Exited, a zombie or a kernel thread.
     Gone,
     Unreadable,
     Read,
@@ -426,6 +427,13 @@ impl Scanner<'_> {
 
     /// Read one process. Fills `out` with its uses of the filesystem.
     fn process(&mut self, base: &Path, out: &mut ProcessUse) -> Seen {
+        // Kernel threads and zombies have no executable: nothing to find
+        // (a kernel thread's cwd and root are init's, which would mislead).
+        if let Err(e) = statx_cached(&base.join("exe")) {
+            if is_gone(&e) {
+                return Seen::Gone;
+            }
+        }
         out.exe = self.link(base, "exe");
         out.cwd = self.link(base, "cwd");
         out.root = self.link(base, "root");
