@@ -5,4 +5,9 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod claim;
+pub mod e2fs;
 pub mod event;
+pub mod grow;
+pub mod temp_mount;
+pub mod tools;

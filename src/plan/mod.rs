@@ -4,3 +4,4 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+pub mod grow;

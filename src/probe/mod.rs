@@ -5,6 +5,7 @@
 //! ioctls that only query), never `plan` or `exec`.
 
 pub mod mountinfo;
+pub mod signature;
 
 use std::path::{Path, PathBuf};
 
