@@ -122,7 +122,11 @@ impl LoopDev {
                 .arg(file),
         );
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(path.starts_with("/dev/loop"), "losetup printed {path:?}");
+        // A string test: `Path::starts_with` compares whole components.
+        assert!(
+            path.to_string_lossy().starts_with("/dev/loop"),
+            "losetup printed {path:?}"
+        );
         Self { path }
     }
 
