@@ -6,4 +6,5 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod copy;
+pub mod services;
 pub mod target;
