@@ -18,7 +18,7 @@ use super::tools::{self, Requirement, Tool};
 use crate::error::{Error, Result, Stage};
 use crate::ext::ReadAt;
 use crate::plan::grow::{GrowDecision, GrowFacts, decide};
-use crate::probe::signature::{self, FsKind, Signature};
+use crate::probe::fs_superblock::{self, FsInfo, FsKind};
 
 /// What to grow to.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,14 +62,14 @@ pub fn requirements(kind: FsKind) -> &'static [Requirement] {
     }
 }
 
-/// Read the signature and size of an unused device (the file is closed
+/// Read the superblock facts and size of an unused device (the file is closed
 /// again before returning, so tools can open it exclusively).
-pub fn inspect(dev: &Path) -> Result<(Signature, u64)> {
+pub fn inspect(dev: &Path) -> Result<(FsInfo, u64)> {
     let file = claim::open_unused(dev)?;
     let size = file
         .size()
         .map_err(|e| Error::io("reading the device size", e).device(dev))?;
-    let sig = signature::probe(&file)
+    let sig = fs_superblock::read(&file)
         .map_err(|e| e.device(dev))?
         .ok_or_else(|| {
             Error::incompatible("no ext2/3/4, xfs or btrfs filesystem found")

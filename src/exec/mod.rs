@@ -6,6 +6,7 @@
 //! `plan`, `sys`.
 
 pub mod claim;
+pub mod copy;
 pub mod e2fs;
 pub mod event;
 pub mod grow;

@@ -4,4 +4,8 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+
+pub mod copy;
 pub mod grow;
+pub mod services;
+pub mod target;
