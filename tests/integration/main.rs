@@ -15,6 +15,7 @@ mod copy;
 mod demo;
 mod devices;
 mod grow;
+mod identity;
 mod map;
 mod migrate;
 mod pivot;
