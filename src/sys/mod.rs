@@ -8,4 +8,5 @@
 
 pub mod blkdev;
 pub mod buf;
+pub mod statx;
 pub mod uring;
