@@ -122,8 +122,14 @@ impl LoopDev {
                 .arg(file),
         );
         let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(path.starts_with("/dev/loop"), "losetup printed {path:?}");
-        Self { path }
+        // Guard first, so a surprising name is still detached on the panic.
+        let dev = Self { path };
+        assert!(
+            dev.path.to_string_lossy().starts_with("/dev/loop"),
+            "losetup printed {:?}",
+            dev.path
+        );
+        dev
     }
 
     /// The device node, e.g. `/dev/loop3`.
