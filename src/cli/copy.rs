@@ -1,21 +1,377 @@
 //! `reroot copy`: used-block copy to one or more targets, xxh3-verified.
-//!
-//! Not built yet: see issue #3.
+//! Also the engine flags shared with `reroot verify` ([`EngineArgs`]) and
+//! the human summary of a [`Report`].
 
-use super::{CmdResult, Ctx, not_built};
+use std::path::PathBuf;
+
+use reroot::exec::copy::{self, CopyOptions, EngineKind, Report, VerifyMode};
+
+use super::{CmdResult, Ctx, Exit, output};
+
+/// `--engine` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineArg {
+    /// io_uring, O_DIRECT, registered buffers (default).
+    Uring,
+    /// Plain pread/pwrite, one transfer at a time.
+    Sync,
+}
+
+/// `--verify` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyArg {
+    /// No hashing, no readback.
+    None,
+    /// Hash the source while copying (digest in the report), no readback.
+    Hash,
+    /// Hash while copying, flush, read every target back and compare (default).
+    Readback,
+}
+
+/// Parse a size: a number of bytes with an optional K/M/G suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let (num, mult) = match t.trim_end_matches(['B', 'b', 'i']).char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let mult: usize = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                _ => return Err(format!("unknown size suffix in {s:?} (use K, M or G)")),
+            };
+            (&t[..i], mult)
+        }
+        _ => (t.trim_end_matches(['B', 'b']), 1),
+    };
+    let n: usize = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a size: {s:?} (examples: 65536, 256K, 1M)"))?;
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+/// Flags that tune the engine, shared by `copy` and `verify`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Copy or compare every byte, not only the blocks the filesystem uses.
+    #[arg(
+        long,
+        long_help = "Copy (or compare) every byte of the source instead of only the blocks its \
+ext2/3/4 bitmaps mark as used. Sources that are not ext2/3/4 are always copied in full."
+    )]
+    pub full: bool,
+    /// I/O engine: uring (default) or sync.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "uring",
+        long_help = "How data is moved. `uring`: io_uring with O_DIRECT and registered buffers, \
+reads and writes in flight together. `sync`: plain pread/pwrite one chunk at a time (old \
+kernels, debugging); same plan, same checks."
+    )]
+    pub engine: EngineArg,
+    /// Buffers (chunk transfers) in flight.
+    #[arg(
+        long,
+        default_value_t = copy::DEFAULT_QUEUE_DEPTH,
+        value_name = "N",
+        long_help = "How many chunk-sized buffers are in flight at once (1..=1024). Memory used \
+for data is bounded by queue depth x chunk size, whatever the device size (16 x 1 MiB = 16 MiB \
+by default), plus 8 bytes per chunk for the hash table."
+    )]
+    pub queue_depth: usize,
+    /// Largest transfer (power of two, 4K..64M).
+    #[arg(
+        long,
+        default_value = "1M",
+        value_name = "SIZE",
+        value_parser = parse_size,
+        long_help = "Largest single read or write, a power of two from 4K to 64M (suffixes K, M, \
+G are powers of 1024). Memory is bounded by queue depth x chunk size."
+    )]
+    pub chunk_size: usize,
+}
+
+impl EngineArgs {
+    /// Library options from these flags.
+    pub fn options(&self) -> CopyOptions {
+        CopyOptions {
+            full: self.full,
+            engine: match self.engine {
+                EngineArg::Uring => EngineKind::Uring,
+                EngineArg::Sync => EngineKind::Sync,
+            },
+            queue_depth: self.queue_depth,
+            chunk_size: self.chunk_size,
+            ..CopyOptions::default()
+        }
+    }
+}
 
 /// Flags of `reroot copy`.
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Copy the source to one or more targets (several = mirror: each chunk is read \
+once and written to every target). For an ext2/3/4 source only the blocks the filesystem uses \
+are copied; anything else is copied in full. The source must be unmounted or mounted read-only.\n\n\
+By default every written range is then read back from each target with O_DIRECT and compared \
+with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (16 MiB by default)."
+)]
 pub struct Args {
     /// The source device or image.
-    pub source: std::path::PathBuf,
+    pub source: PathBuf,
     /// One or more targets (several = mirror).
     #[arg(required = true)]
-    pub targets: Vec<std::path::PathBuf>,
+    pub targets: Vec<PathBuf>,
+    /// How to check the copy: none, hash or readback (default).
+    #[arg(
+        long,
+        value_enum,
+        default_value = "readback",
+        long_help = "none: no hashing. hash: xxh3 of every source chunk while copying (the \
+report's digest), no readback. readback (default): after writing and flushing (fdatasync, \
+BLKFLSBUF), read every written range back from each target with O_DIRECT and compare; any \
+difference exits with code 4 naming the device and byte offsets."
+    )]
+    pub verify: VerifyArg,
+    /// Rewrite only chunks whose hash differs on the target.
+    #[arg(
+        long,
+        long_help = "Read each target chunk too and write the source chunk only where the \
+hashes differ: the second pass of a migration, after the source became read-only. Memory \
+stays queue depth x chunk size (fewer chunks in flight)."
+    )]
+    pub delta: bool,
+    /// Continue an interrupted copy (same as --delta).
+    #[arg(
+        long,
+        long_help = "Continue a copy that was interrupted: chunks already on the target with \
+the right content are read and compared, not rewritten. This is the same pass as --delta."
+    )]
+    pub resume: bool,
+    /// Write even over a target that carries a filesystem or RAID/LVM signature.
+    #[arg(
+        long,
+        long_help = "Overwrite a target that carries a filesystem, LVM, md or swap signature. \
+Never overrides the other refusals (mounted, held, opened exclusively, overlapping the source, \
+too small)."
+    )]
+    pub force: bool,
+    /// Engine flags.
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Print the human summary of a report on stderr.
+pub fn print_summary(r: &Report) {
+    let mb = |b: u64| b as f64 / 1e6;
+    eprintln!(
+        "{}: {} -> {}",
+        r.command,
+        r.source.display(),
+        r.targets
+            .iter()
+            .map(|t| t.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    eprintln!(
+        "  map: {} ({:.1} MB used of {:.1} MB{})",
+        r.map.kind,
+        mb(r.map.used_bytes),
+        mb(r.map.device_bytes),
+        r.map
+            .reason
+            .as_deref()
+            .map(|s| format!("; {s}"))
+            .unwrap_or_default()
+    );
+    eprintln!(
+        "  {:.1} MB planned, {:.1} MB read, {:.1} MB written, {:.1} MB skipped{}",
+        mb(r.bytes_planned),
+        mb(r.bytes_read),
+        mb(r.bytes_written),
+        mb(r.bytes_skipped),
+        if r.delta {
+            format!(", {:.1} MB unchanged", mb(r.bytes_unchanged))
+        } else {
+            String::new()
+        }
+    );
+    let phases: Vec<String> = r
+        .phases
+        .iter()
+        .filter(|p| p.seconds >= 0.0005)
+        .map(|p| format!("{} {:.2} s", p.name, p.seconds))
+        .collect();
+    eprintln!(
+        "  {:.2} s total ({}), {:.0} MB/s; engine {}, queue depth {}, chunk {} KiB{}",
+        r.seconds,
+        phases.join(", "),
+        r.mb_per_s,
+        r.engine,
+        r.queue_depth,
+        r.chunk_size >> 10,
+        if r.direct_io { "" } else { ", buffered I/O" }
+    );
+    if !r.digest.is_empty() {
+        eprintln!("  digest {} over {} chunks", r.digest, r.chunks);
+    }
+}
+
+/// Print a report (JSON or summary) and turn a mismatch into exit code 4.
+pub fn finish(r: &Report, ctx: &Ctx) -> CmdResult {
+    if ctx.json {
+        output::json(r)?;
+        return Ok(if r.mismatch_count > 0 {
+            Exit::Mismatch
+        } else {
+            Exit::Success
+        });
+    }
+    print_summary(r);
+    match r.mismatch_error() {
+        Some(e) => Err(e.into()),
+        None => {
+            if r.command == "copy" && r.verify == VerifyMode::Readback {
+                eprintln!("  verified: every written byte read back and matched");
+            } else if r.command == "verify" {
+                eprintln!("  verified: no differences");
+            }
+            Ok(Exit::Success)
+        }
+    }
 }
 
 /// Run `reroot copy`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
-    let _ = (args, ctx);
-    Err(not_built("copy", 3))
+    let mut opts = args.engine.options();
+    opts.verify = match args.verify {
+        VerifyArg::None => VerifyMode::None,
+        VerifyArg::Hash => VerifyMode::Hash,
+        VerifyArg::Readback => VerifyMode::Readback,
+    };
+    opts.delta = args.delta || args.resume;
+    opts.force = args.force;
+    let reporter = ctx.reporter();
+    let sink = reporter.sink();
+    let result = copy::copy(&args.source, &args.targets, &opts, &sink);
+    drop(sink);
+    reporter.finish();
+    finish(&result?, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::args::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Args {
+        let mut v = vec!["reroot", "copy"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Copy(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&["/dev/a", "/dev/b"]);
+        assert_eq!(a.targets, vec![PathBuf::from("/dev/b")]);
+        assert_eq!(a.verify, VerifyArg::Readback);
+        assert_eq!(a.engine.engine, EngineArg::Uring);
+        assert_eq!(a.engine.queue_depth, copy::DEFAULT_QUEUE_DEPTH);
+        assert_eq!(a.engine.chunk_size, copy::DEFAULT_CHUNK_SIZE);
+        assert!(!a.delta && !a.resume && !a.force && !a.engine.full);
+    }
+
+    #[test]
+    fn mirror_targets() {
+        assert_eq!(parse(&["s", "t1", "t2", "t3"]).targets.len(), 3);
+        assert!(Cli::try_parse_from(["reroot", "copy", "s"]).is_err());
+    }
+
+    #[test]
+    fn full_flag() {
+        assert!(parse(&["s", "t", "--full"]).engine.full);
+    }
+
+    #[test]
+    fn verify_flag() {
+        assert_eq!(
+            parse(&["s", "t", "--verify", "none"]).verify,
+            VerifyArg::None
+        );
+        assert_eq!(
+            parse(&["s", "t", "--verify", "hash"]).verify,
+            VerifyArg::Hash
+        );
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--verify", "x"]).is_err());
+    }
+
+    #[test]
+    fn engine_flag() {
+        assert_eq!(
+            parse(&["s", "t", "--engine", "sync"]).engine.engine,
+            EngineArg::Sync
+        );
+    }
+
+    #[test]
+    fn queue_depth_flag() {
+        assert_eq!(
+            parse(&["s", "t", "--queue-depth", "32"]).engine.queue_depth,
+            32
+        );
+    }
+
+    #[test]
+    fn chunk_size_flag() {
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "256K"]).engine.chunk_size,
+            256 << 10
+        );
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "4MiB"]).engine.chunk_size,
+            4 << 20
+        );
+        assert_eq!(
+            parse(&["s", "t", "--chunk-size", "65536"])
+                .engine
+                .chunk_size,
+            65536
+        );
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--chunk-size", "1X"]).is_err());
+    }
+
+    #[test]
+    fn force_delta_resume_flags() {
+        let a = parse(&["s", "t", "--force", "--delta"]);
+        assert!(a.force && a.delta);
+        assert!(parse(&["s", "t", "--resume"]).resume);
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn help_states_the_memory_bound() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("copy")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("queue depth x chunk size"), "{help}");
+    }
 }

@@ -1,20 +1,79 @@
-//! `reroot verify`: compare the used blocks of two devices by hash.
-//!
-//! Not built yet: see issue #3.
+//! `reroot verify`: compare the used blocks of two devices by hash, writing
+//! nothing; exit 4 and the differing byte ranges when they differ.
 
-use super::{CmdResult, Ctx, not_built};
+use std::path::PathBuf;
+
+use reroot::exec::copy;
+
+use super::copy::{EngineArgs, finish};
+use super::{CmdResult, Ctx};
 
 /// Flags of `reroot verify`.
 #[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Hash the used blocks of the source (every byte with --full, or when the \
+source is not ext2/3/4) and the same ranges of the target with xxh3, and compare. Writes \
+nothing. Exits 4 and names the differing byte ranges when they differ. Memory is bounded by \
+queue depth x chunk size."
+)]
 pub struct Args {
     /// The source device or image.
-    pub source: std::path::PathBuf,
+    pub source: PathBuf,
     /// The copy to check.
-    pub target: std::path::PathBuf,
+    pub target: PathBuf,
+    /// Engine flags.
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Run `reroot verify`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
-    let _ = (args, ctx);
-    Err(not_built("verify", 3))
+    let opts = args.engine.options();
+    let reporter = ctx.reporter();
+    let sink = reporter.sink();
+    let result = copy::verify(&args.source, &args.target, &opts, &sink);
+    drop(sink);
+    reporter.finish();
+    finish(&result?, ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::args::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Args {
+        let mut v = vec!["reroot", "verify"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Verify(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn positional_and_engine_flags() {
+        let a = parse(&[
+            "/dev/a",
+            "/dev/b",
+            "--full",
+            "--engine",
+            "sync",
+            "--chunk-size",
+            "64K",
+        ]);
+        assert_eq!(a.target, PathBuf::from("/dev/b"));
+        assert!(a.engine.full);
+        assert_eq!(a.engine.chunk_size, 64 << 10);
+        assert!(Cli::try_parse_from(["reroot", "verify", "a", "b", "c"]).is_err());
+    }
+
+    #[test]
+    fn queue_depth_flag() {
+        assert_eq!(
+            parse(&["a", "b", "--queue-depth", "4"]).engine.queue_depth,
+            4
+        );
+    }
 }

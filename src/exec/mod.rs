@@ -5,4 +5,5 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod copy;
 pub mod event;

@@ -4,3 +4,7 @@
 //! without root.
 
 #![warn(clippy::arithmetic_side_effects)]
+
+pub mod copy;
+pub mod services;
+pub mod target;

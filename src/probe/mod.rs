@@ -4,7 +4,17 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
+pub mod cgroup;
+pub mod device;
+pub mod fdinfo;
+pub mod init;
+pub mod loops;
+pub mod maps;
 pub mod mountinfo;
+pub mod process;
+pub mod signature;
+pub mod swaps;
+pub mod unix;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! Block device ioctls: size (`BLKGETSIZE64`), logical sector size
-//! (`BLKSSZGET`), physical block size (`BLKPBSZGET`), buffer flush
-//! (`BLKFLSBUF`). Regular files get sensible equivalents, so callers treat
+//! (`BLKSSZGET`), physical block size (`BLKPBSZGET`), read-only flag
+//! (`BLKROGET`), buffer flush (`BLKFLSBUF`). Regular files get sensible equivalents, so callers treat
 //! images and devices alike.
 
 use std::fs::File;
@@ -17,6 +17,8 @@ mod ioctl {
     nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
     // BLKPBSZGET = _IO(0x12, 123), also an int pointer.
     nix::ioctl_read_bad!(blkpbszget, 0x127b, libc::c_uint);
+    // BLKROGET = _IO(0x12, 94), an int pointer: 1 when the device is read-only.
+    nix::ioctl_read_bad!(blkroget, 0x125e, libc::c_int);
     // BLKFLSBUF = _IO(0x12, 97): write back and drop the device's page cache.
     nix::ioctl_none_bad!(blkflsbuf, 0x1261);
 }
@@ -71,6 +73,19 @@ pub fn physical_block_size(file: &File) -> io::Result<u32> {
     Ok(v)
 }
 
+/// True when the kernel marks the block device read-only (`BLKROGET`:
+/// `blockdev --setro`, a write-protected medium, a read-only loop device).
+/// A regular file is never read-only by this test (see `access(2)` for that).
+pub fn read_only(file: &File) -> io::Result<bool> {
+    if !is_block_device(file)? {
+        return Ok(false);
+    }
+    let mut v: libc::c_int = 0;
+    // SAFETY: valid fd; BLKROGET writes one int through a pointer to a live local.
+    unsafe { ioctl::blkroget(file.as_raw_fd(), &mut v) }.map_err(io::Error::from)?;
+    Ok(v != 0)
+}
+
 /// Flush: `fdatasync`, then for a block device `BLKFLSBUF` so later buffered
 /// reads come from the device, not from the page cache.
 pub fn flush(file: &File) -> io::Result<()> {
@@ -93,6 +108,7 @@ mod tests {
         assert!(!is_block_device(&f).unwrap());
         assert_eq!(size(&f).unwrap(), 12345);
         assert_eq!(logical_block_size(&f).unwrap(), 4096);
+        assert!(!read_only(&f).unwrap());
         flush(&f).unwrap();
     }
 }

@@ -7,3 +7,6 @@
 #![allow(unsafe_code)]
 
 pub mod blkdev;
+pub mod buf;
+pub mod statx;
+pub mod uring;

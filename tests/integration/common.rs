@@ -121,15 +121,16 @@ impl LoopDev {
                 .args(extra)
                 .arg(file),
         );
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        // Guard first, so a surprising name is still detached on the panic.
-        let dev = Self { path };
+        let printed = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        // A string prefix: `Path::starts_with` compares whole components, so
+        // "/dev/loop3" does not start with the path "/dev/loop".
         assert!(
-            dev.path.to_string_lossy().starts_with("/dev/loop"),
-            "losetup printed {:?}",
-            dev.path
+            printed.starts_with("/dev/loop"),
+            "losetup printed {printed:?}"
         );
-        dev
+        Self {
+            path: PathBuf::from(printed),
+        }
     }
 
     /// The device node, e.g. `/dev/loop3`.

@@ -1,0 +1,639 @@
+//! `copy` and `verify`: move the used blocks of a source to one or more
+//! targets and prove it by xxh3, or compare two devices without writing.
+//!
+//! A copy is: open devices (O_DIRECT, exclusive for block-device targets),
+//! refuse unsafe targets, read the used-block map, plan aligned chunks,
+//! run the copy (or delta) pass, flush every target, then read the targets
+//! back and compare with the source hashes. Memory is the buffer pool:
+//! queue depth × chunk size, plus 8 bytes per chunk for the hash table.
+//!
+//! May import `units`, `error`, `ext`, `probe`, `plan`, `sys` and
+//! `exec::event`; reports through [`EventSink`], never the terminal.
+
+pub mod hash;
+pub mod io;
+pub mod pipeline;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, ErrorKind, Result, Stage};
+use crate::exec::event::EventSink;
+use crate::ext::{self, MapOptions};
+use crate::plan::copy::{CopyPlan, PlanInput, plan_copy};
+use crate::sys::buf::BufPool;
+use crate::units::ExtentList;
+
+pub use io::{Access, BlockIo, Device, EngineKind, SyncIo, UringIo};
+pub use pipeline::{Mismatch, Pass, PassConfig, PassStats, Pipeline};
+
+/// Default chunks in flight (buffers in the pool). Chosen from the peer
+/// benchmark (see `benches/BENCHMARKING.md`).
+pub const DEFAULT_QUEUE_DEPTH: usize = 16;
+/// Default chunk size in bytes (see `benches/BENCHMARKING.md`).
+pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Largest chunk size accepted.
+pub const MAX_CHUNK_SIZE: usize = 64 << 20;
+/// Largest queue depth accepted.
+pub const MAX_QUEUE_DEPTH: usize = 1024;
+
+/// How a copy is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyMode {
+    /// No hashes at all.
+    None,
+    /// Hash the source chunks while copying (digest in the report), no readback.
+    Hash,
+    /// Hash while copying, flush, then read every target back with O_DIRECT
+    /// and compare.
+    #[default]
+    Readback,
+}
+
+/// Settings of a copy or verify.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Copy every byte of the source, not only the used blocks.
+    pub full: bool,
+    /// How to check the copy.
+    pub verify: VerifyMode,
+    /// Which engine moves the data.
+    pub engine: EngineKind,
+    /// Buffers (chunk transfers) in flight.
+    pub queue_depth: usize,
+    /// Largest transfer, a power of two ≥ 4096.
+    pub chunk_size: usize,
+    /// Use O_DIRECT (falls back per device when refused).
+    pub direct: bool,
+    /// Skip the refusals that `--force` may override (signatures).
+    pub force: bool,
+    /// Read targets first; write only chunks whose hash differs.
+    pub delta: bool,
+    /// Hashing threads.
+    pub hash_threads: usize,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        Self {
+            full: false,
+            verify: VerifyMode::Readback,
+            engine: EngineKind::Uring,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            direct: true,
+            force: false,
+            delta: false,
+            hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
+        }
+    }
+}
+
+/// Where the ranges came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MapSummary {
+    /// `"ext"` (used blocks from the bitmaps) or `"full"` (every byte).
+    pub kind: &'static str,
+    /// Why a full copy, when it is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Filesystem block size, for an ext map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u32>,
+    /// Filesystem size in bytes, for an ext map.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_bytes: Option<u64>,
+    /// Bytes the map says are used.
+    pub used_bytes: u64,
+    /// Extents in the map.
+    pub extents: usize,
+    /// Size of the source device.
+    pub device_bytes: u64,
+}
+
+/// Time and bytes of one phase.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PhaseReport {
+    /// `map`, `copy`, `delta`, `flush`, `readback`, `verify`.
+    pub name: &'static str,
+    /// Wall time in seconds.
+    pub seconds: f64,
+    /// Bytes of data processed (source bytes).
+    pub bytes: u64,
+    /// Rate in MB/s (10^6 bytes).
+    pub mb_per_s: f64,
+}
+
+/// A differing chunk, named by device path.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MismatchReport {
+    /// The device whose data differs.
+    pub device: PathBuf,
+    /// First byte of the differing chunk.
+    pub offset: u64,
+    /// Length of the chunk.
+    pub len: u64,
+}
+
+/// The final report of a copy or verify (`--json` prints it).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// `copy` or `verify`.
+    pub command: &'static str,
+    /// The source.
+    pub source: PathBuf,
+    /// The targets.
+    pub targets: Vec<PathBuf>,
+    /// The source map.
+    pub map: MapSummary,
+    /// `uring` or `sync`.
+    pub engine: &'static str,
+    /// Buffers in flight.
+    pub queue_depth: usize,
+    /// Chunk size in bytes.
+    pub chunk_size: usize,
+    /// O_DIRECT on every device.
+    pub direct_io: bool,
+    /// Verification mode (copy only).
+    pub verify: VerifyMode,
+    /// Delta copy (targets read, only differing chunks written).
+    pub delta: bool,
+    /// Bytes the plan covers (per device).
+    pub bytes_planned: u64,
+    /// Bytes read from all devices, readback included.
+    pub bytes_read: u64,
+    /// Bytes written to all targets.
+    pub bytes_written: u64,
+    /// Bytes of the source device not copied (free blocks).
+    pub bytes_skipped: u64,
+    /// Delta: target bytes found equal and not written.
+    pub bytes_unchanged: u64,
+    /// Target bytes read back or compared and found equal.
+    pub bytes_verified: u64,
+    /// Chunks in the plan.
+    pub chunks: u64,
+    /// Per phase.
+    pub phases: Vec<PhaseReport>,
+    /// Total wall time in seconds.
+    pub seconds: f64,
+    /// Planned bytes / total seconds, in MB/s.
+    pub mb_per_s: f64,
+    /// xxh3 of all chunk hashes in order (empty with `--verify none`).
+    pub digest: String,
+    /// Differing chunks (at most 1000 listed).
+    pub mismatches: Vec<MismatchReport>,
+    /// Number of differing chunks.
+    pub mismatch_count: u64,
+    /// Warnings (buffered fallback, full copy reasons, ...).
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// A `Mismatch` error naming the first differing device and offsets,
+    /// when any chunk differed.
+    pub fn mismatch_error(&self) -> Option<Error> {
+        let first = self.mismatches.first()?;
+        let mut ranges: Vec<String> = self
+            .mismatches
+            .iter()
+            .filter(|m| m.device == first.device)
+            .take(8)
+            .map(|m| format!("{}..{}", m.offset, m.offset + m.len))
+            .collect();
+        if self.mismatch_count > ranges.len() as u64 {
+            ranges.push("...".into());
+        }
+        Some(
+            Error::new(ErrorKind::Mismatch(format!(
+                "{} chunk(s) differ from the source; byte ranges: {}",
+                self.mismatch_count,
+                ranges.join(", ")
+            )))
+            .stage(if self.command == "copy" { Stage::Copy } else { Stage::Verify })
+            .device(&first.device)
+            .offset(first.offset)
+            .hint(if self.command == "copy" {
+                "the target does not hold what was written: check the device (dmesg), then copy again"
+            } else {
+                "the target differs: copy again (`reroot copy --delta` rewrites only differing chunks)"
+            }),
+        )
+    }
+}
+
+fn validate(opts: &CopyOptions) -> Result<()> {
+    if !opts.chunk_size.is_power_of_two()
+        || opts.chunk_size < 4096
+        || opts.chunk_size > MAX_CHUNK_SIZE
+    {
+        return Err(Error::invalid(format!(
+            "chunk size {} must be a power of two between 4 KiB and {} MiB",
+            opts.chunk_size,
+            MAX_CHUNK_SIZE >> 20
+        )));
+    }
+    if opts.queue_depth == 0 || opts.queue_depth > MAX_QUEUE_DEPTH {
+        return Err(Error::invalid(format!(
+            "queue depth {} not in 1..={MAX_QUEUE_DEPTH}",
+            opts.queue_depth
+        )));
+    }
+    Ok(())
+}
+
+/// Read the source's used-block map, or decide on a full copy.
+pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, MapSummary)> {
+    let whole = |reason: String| {
+        let used = ExtentList::whole(size);
+        let summary = MapSummary {
+            kind: "full",
+            reason: Some(reason),
+            block_size: None,
+            fs_bytes: None,
+            used_bytes: size,
+            extents: used.len(),
+            device_bytes: size,
+        };
+        (used, summary)
+    };
+    if full {
+        return Ok(whole("--full".into()));
+    }
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
+    match ext::read_map(&file, &MapOptions::default()) {
+        Ok(map) => {
+            let summary = MapSummary {
+                kind: "ext",
+                reason: None,
+                block_size: Some(map.geometry.block_size),
+                fs_bytes: Some(map.geometry.fs_bytes),
+                used_bytes: map.used.total_bytes(),
+                extents: map.used.len(),
+                device_bytes: size,
+            };
+            Ok((map.used, summary))
+        }
+        Err(e) => match e.kind() {
+            // Not an ext filesystem we can map: copying every byte is always faithful.
+            ErrorKind::Incompatible(m) | ErrorKind::Corrupt(m) => {
+                Ok(whole(format!("no used-block map ({m}); copying every byte")))
+            }
+            _ => Err(e.stage(Stage::Map).device(path).hint(
+                "replay the journal first (mount and unmount, or e2fsck), or copy every byte with --full",
+            )),
+        },
+    }
+}
+
+fn refuse_same(source: &Device, targets: &[Device]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let key = |d: &Device| {
+        d.file.metadata().map(|m| {
+            if d.is_block {
+                (0, m.rdev())
+            } else {
+                (m.dev(), m.ino())
+            }
+        })
+    };
+    let src = key(source).map_err(|e| Error::io("fstat", e).device(&source.path))?;
+    let mut seen = vec![src];
+    for t in targets {
+        let k = key(t).map_err(|e| Error::io("fstat", e).device(&t.path))?;
+        if seen.contains(&k) {
+            let what = if k == src {
+                "is the source"
+            } else {
+                "is given twice"
+            };
+            return Err(
+                Error::refused(format!("target {} {what}", t.path.display()))
+                    .stage(Stage::Copy)
+                    .device(&t.path)
+                    .hint("name each target once, and never the source"),
+            );
+        }
+        seen.push(k);
+    }
+    Ok(())
+}
+
+struct Opened {
+    source: Device,
+    targets: Vec<Device>,
+    warnings: Vec<String>,
+}
+
+fn open_all(
+    source: &Path,
+    targets: &[PathBuf],
+    opts: &CopyOptions,
+    write: bool,
+    events: &EventSink,
+) -> Result<Opened> {
+    let mut warnings = Vec::new();
+    let (src, w) = Device::open(source, Access::Read, opts.direct)?;
+    warnings.extend(w);
+    let mut tgts = Vec::with_capacity(targets.len());
+    for t in targets {
+        let access = if write { Access::Write } else { Access::Read };
+        let (d, w) = Device::open(t, access, opts.direct)?;
+        warnings.extend(w);
+        tgts.push(d);
+    }
+    for w in &warnings {
+        events.warn(w.clone());
+    }
+    Ok(Opened {
+        source: src,
+        targets: tgts,
+        warnings,
+    })
+}
+
+fn build_pipeline(o: &Opened, opts: &CopyOptions) -> Result<Pipeline> {
+    let pool = BufPool::new(opts.queue_depth, opts.chunk_size, 4096)
+        .map_err(|e| Error::io("allocating I/O buffers", e))?;
+    let mut files = vec![&o.source.file];
+    files.extend(o.targets.iter().map(|d| &d.file));
+    let io = io::engine(opts.engine, &files, opts.queue_depth, Some(pool.mem()))?;
+    Pipeline::new(io, pool, o.targets.len(), opts.hash_threads)
+}
+
+fn phase(name: &'static str, stats_bytes: u64, seconds: f64) -> PhaseReport {
+    PhaseReport {
+        name,
+        seconds,
+        bytes: stats_bytes,
+        mb_per_s: if seconds > 0.0 {
+            stats_bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        },
+    }
+}
+
+fn digest(table: &[u64]) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for v in table {
+        h.update(&v.to_le_bytes());
+    }
+    format!("{:016x}", h.digest())
+}
+
+fn plan_for(o: &Opened, used: &ExtentList, opts: &CopyOptions) -> Result<CopyPlan> {
+    let align = o
+        .targets
+        .iter()
+        .map(|d| d.logical_block_size)
+        .chain([o.source.logical_block_size])
+        .max()
+        .unwrap_or(512);
+    let sizes: Vec<u64> = o.targets.iter().map(|d| d.size).collect();
+    plan_copy(&PlanInput {
+        used,
+        source_size: o.source.size,
+        target_sizes: &sizes,
+        align: u64::from(align),
+        chunk_size: opts.chunk_size as u64,
+    })
+}
+
+fn paths(o: &Opened) -> Vec<PathBuf> {
+    let mut p = vec![o.source.path.clone()];
+    p.extend(o.targets.iter().map(|d| d.path.clone()));
+    p
+}
+
+fn mismatch_reports(stats: &PassStats, paths: &[PathBuf]) -> Vec<MismatchReport> {
+    stats
+        .mismatches
+        .iter()
+        .map(|m| MismatchReport {
+            device: paths.get(m.device).cloned().unwrap_or_default(),
+            offset: m.offset,
+            len: m.len,
+        })
+        .collect()
+}
+
+/// Copy `source` to every target. Returns the report; a readback mismatch
+/// is in the report (see [`Report::mismatch_error`]), an I/O error or a
+/// refusal is an `Err`.
+pub fn copy(
+    source: &Path,
+    targets: &[PathBuf],
+    opts: &CopyOptions,
+    events: &EventSink,
+) -> Result<Report> {
+    validate(opts).map_err(|e| e.stage(Stage::Copy))?;
+    if targets.is_empty() || targets.len() > 63 {
+        return Err(Error::invalid("give between 1 and 63 targets").stage(Stage::Copy));
+    }
+    let t0 = Instant::now();
+    let o = open_all(source, targets, opts, true, events).map_err(|e| e.stage(Stage::Copy))?;
+    refuse_same(&o.source, &o.targets)?;
+    let mut warnings = o.warnings.clone();
+
+    let tm = Instant::now();
+    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    if let Some(r) = &map.reason {
+        if !opts.full {
+            events.warn(r.clone());
+            warnings.push(r.clone());
+        }
+    }
+    let mut phases = vec![phase("map", 0, tm.elapsed().as_secs_f64())];
+    let plan = plan_for(&o, &used, opts).map_err(|e| e.stage(Stage::Copy))?;
+    let paths = paths(&o);
+    let mut pipe = build_pipeline(&o, opts)?;
+    let mut table = vec![0u64; usize::try_from(plan.chunks).unwrap_or(usize::MAX)];
+
+    let (pass, name) = if opts.delta {
+        (Pass::Delta, "delta")
+    } else {
+        (
+            Pass::Copy {
+                hash: opts.verify != VerifyMode::None,
+            },
+            "copy",
+        )
+    };
+    let cfg = PassConfig {
+        paths: &paths,
+        queue_depth: opts.queue_depth,
+        phase: name,
+    };
+    let stats = pipe
+        .run(&plan, pass, &cfg, &mut table, events)
+        .map_err(|e| e.stage(Stage::Copy))?;
+    phases.push(phase(name, stats.bytes_done, stats.elapsed.as_secs_f64()));
+
+    let tf = Instant::now();
+    events.phase("flush", None, crate::exec::event::Unit::Items);
+    for t in &o.targets {
+        t.flush().map_err(|e| e.stage(Stage::Copy))?;
+    }
+    events.phase_end("flush", o.targets.len() as u64, tf.elapsed());
+    phases.push(phase("flush", 0, tf.elapsed().as_secs_f64()));
+
+    let mut bytes_read = stats.bytes_read;
+    let mut bytes_verified = 0;
+    let mut check = PassStats::default();
+    if opts.verify == VerifyMode::Readback && plan.chunks > 0 {
+        let cfg = PassConfig {
+            paths: &paths,
+            queue_depth: opts.queue_depth,
+            phase: "readback",
+        };
+        check = pipe
+            .run(
+                &plan,
+                Pass::Check { read_source: false },
+                &cfg,
+                &mut table,
+                events,
+            )
+            .map_err(|e| e.stage(Stage::Copy))?;
+        bytes_read += check.bytes_read;
+        bytes_verified = check.bytes_read.saturating_sub(check.mismatch_bytes);
+        phases.push(phase(
+            "readback",
+            check.bytes_done,
+            check.elapsed.as_secs_f64(),
+        ));
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let report = Report {
+        command: "copy",
+        source: source.to_path_buf(),
+        targets: targets.to_vec(),
+        map,
+        engine: pipe.engine(),
+        queue_depth: opts.queue_depth,
+        chunk_size: opts.chunk_size,
+        direct_io: o.source.direct && o.targets.iter().all(|d| d.direct),
+        verify: opts.verify,
+        delta: opts.delta,
+        bytes_planned: plan.bytes,
+        bytes_read,
+        bytes_written: stats.bytes_written,
+        bytes_skipped: plan.skipped,
+        bytes_unchanged: stats.bytes_unchanged,
+        bytes_verified,
+        chunks: plan.chunks,
+        phases,
+        seconds,
+        mb_per_s: if seconds > 0.0 {
+            plan.bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        },
+        digest: if opts.verify == VerifyMode::None {
+            String::new()
+        } else {
+            digest(&table)
+        },
+        mismatches: mismatch_reports(&check, &paths),
+        mismatch_count: check.mismatch_count,
+        warnings,
+    };
+    Ok(report)
+}
+
+/// Compare the used blocks (or every byte with `full`) of `source` and
+/// `target` by hash, writing nothing. Differences are in the report.
+pub fn verify(
+    source: &Path,
+    target: &Path,
+    opts: &CopyOptions,
+    events: &EventSink,
+) -> Result<Report> {
+    validate(opts).map_err(|e| e.stage(Stage::Verify))?;
+    let t0 = Instant::now();
+    let targets = [target.to_path_buf()];
+    let o = open_all(source, &targets, opts, false, events).map_err(|e| e.stage(Stage::Verify))?;
+    let mut warnings = o.warnings.clone();
+    let tm = Instant::now();
+    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    if let Some(r) = &map.reason {
+        if !opts.full {
+            events.warn(r.clone());
+            warnings.push(r.clone());
+        }
+    }
+    let mut phases = vec![phase("map", 0, tm.elapsed().as_secs_f64())];
+    let plan = plan_for(&o, &used, opts).map_err(|e| {
+        if matches!(e.kind(), ErrorKind::Refused(_)) {
+            Error::new(ErrorKind::Mismatch(format!(
+                "{} is smaller than the data to compare",
+                target.display()
+            )))
+            .stage(Stage::Verify)
+            .device(target)
+        } else {
+            e.stage(Stage::Verify)
+        }
+    })?;
+    let paths = paths(&o);
+    let mut pipe = build_pipeline(&o, opts)?;
+    let mut table = vec![0u64; usize::try_from(plan.chunks).unwrap_or(usize::MAX)];
+    let cfg = PassConfig {
+        paths: &paths,
+        queue_depth: opts.queue_depth,
+        phase: "verify",
+    };
+    let stats = pipe
+        .run(
+            &plan,
+            Pass::Check { read_source: true },
+            &cfg,
+            &mut table,
+            events,
+        )
+        .map_err(|e| e.stage(Stage::Verify))?;
+    phases.push(phase(
+        "verify",
+        stats.bytes_done,
+        stats.elapsed.as_secs_f64(),
+    ));
+    let seconds = t0.elapsed().as_secs_f64();
+    Ok(Report {
+        command: "verify",
+        source: source.to_path_buf(),
+        targets: targets.to_vec(),
+        map,
+        engine: pipe.engine(),
+        queue_depth: opts.queue_depth,
+        chunk_size: opts.chunk_size,
+        direct_io: o.source.direct && o.targets.iter().all(|d| d.direct),
+        verify: VerifyMode::Hash,
+        delta: false,
+        bytes_planned: plan.bytes,
+        bytes_read: stats.bytes_read,
+        bytes_written: 0,
+        bytes_skipped: plan.skipped,
+        bytes_unchanged: 0,
+        bytes_verified: stats
+            .bytes_read
+            .saturating_sub(stats.bytes_done)
+            .saturating_sub(stats.mismatch_bytes),
+        chunks: plan.chunks,
+        phases,
+        seconds,
+        mb_per_s: if seconds > 0.0 {
+            plan.bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        },
+        digest: digest(&table),
+        mismatches: mismatch_reports(&stats, &paths),
+        mismatch_count: stats.mismatch_count,
+        warnings,
+    })
+}
+
+#[cfg(test)]
+mod tests;

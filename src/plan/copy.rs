@@ -1,0 +1,181 @@
+//! The copy plan: which byte ranges to move, cut into chunks, from a used
+//! map and the devices' facts. Pure: no I/O, unit-tested without root.
+//!
+//! Ranges are widened to the largest logical block size of all devices (so
+//! every transfer is O_DIRECT-able), clamped to the source, and refused when
+//! they would not fit in a target: the engine never writes outside one.
+
+use crate::error::{Error, Result};
+use crate::units::{Extent, ExtentList};
+
+/// What the plan is made from.
+#[derive(Debug, Clone)]
+pub struct PlanInput<'a> {
+    /// Bytes to copy (the filesystem's used map, or the whole device).
+    pub used: &'a ExtentList,
+    /// Size of the source device in bytes.
+    pub source_size: u64,
+    /// Sizes of the targets in bytes.
+    pub target_sizes: &'a [u64],
+    /// Largest logical block size among source and targets (a power of two).
+    pub align: u64,
+    /// Largest transfer in bytes (a power of two, a multiple of `align`).
+    pub chunk_size: u64,
+}
+
+/// The ranges to copy and how they are cut.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyPlan {
+    /// Aligned ranges, sorted and merged, inside the source and every target.
+    pub ranges: ExtentList,
+    /// Largest transfer in bytes.
+    pub chunk_size: u64,
+    /// Number of chunks (`ranges.chunks(chunk_size)` yields exactly this many).
+    pub chunks: u64,
+    /// Bytes to copy (sum of `ranges`).
+    pub bytes: u64,
+    /// Bytes of the source not copied.
+    pub skipped: u64,
+    /// Size of the source device.
+    pub source_size: u64,
+}
+
+impl CopyPlan {
+    /// The chunks, in device order (allocation-free).
+    pub fn chunks(&self) -> crate::units::Chunks<'_> {
+        self.ranges.chunks(self.chunk_size)
+    }
+}
+
+/// Make the plan, or refuse when a target is too small for the ranges.
+pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
+    let PlanInput {
+        used,
+        source_size,
+        target_sizes,
+        align,
+        chunk_size,
+    } = *input;
+    if !align.is_power_of_two() {
+        return Err(Error::invalid(format!(
+            "logical block size {align} is not a power of two"
+        )));
+    }
+    if !chunk_size.is_power_of_two() || chunk_size < align {
+        return Err(Error::invalid(format!(
+            "chunk size {chunk_size} must be a power of two and at least the logical block size {align}"
+        )));
+    }
+    // A source whose size is not a multiple of the block size keeps its tail
+    // out of O_DIRECT reach; round the usable size down and say nothing:
+    // no filesystem puts data in a partial last block.
+    let src_limit = source_size.saturating_sub(source_size.checked_rem(align).unwrap_or(0));
+    let ranges = used.clamp(src_limit).align_out(align, src_limit);
+    let need = ranges.end();
+    for (i, &size) in target_sizes.iter().enumerate() {
+        if size < need {
+            return Err(Error::refused(format!(
+                "target {} is {size} bytes, but the data to copy reaches byte {need}",
+                i.saturating_add(1)
+            ))
+            .hint("use a target at least as large as the source filesystem"));
+        }
+    }
+    let bytes = ranges.total_bytes();
+    let chunks = ranges.chunk_count(chunk_size);
+    Ok(CopyPlan {
+        chunk_size,
+        chunks,
+        bytes,
+        skipped: source_size.saturating_sub(bytes),
+        source_size,
+        ranges,
+    })
+}
+
+/// The extent of chunk number `index` of `plan`, when the caller keeps only
+/// indices (reports of differing ranges).
+pub fn chunk_at(plan: &CopyPlan, index: u64) -> Option<Extent> {
+    plan.chunks().nth(usize::try_from(index).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(v: &[(u64, u64)]) -> ExtentList {
+        ExtentList::from_unsorted(v.iter().map(|&(s, l)| Extent::new(s, l).unwrap()).collect())
+    }
+
+    fn pairs(l: &ExtentList) -> Vec<(u64, u64)> {
+        l.iter().map(|e| (e.start(), e.end())).collect()
+    }
+
+    #[test]
+    fn aligns_clamps_and_chunks() {
+        let used = list(&[(100, 10), (5000, 3000), (1 << 20, 1 << 20), (9 << 20, 100)]);
+        let p = plan_copy(&PlanInput {
+            used: &used,
+            source_size: 2 << 20,
+            target_sizes: &[2 << 20, 4 << 20],
+            align: 4096,
+            chunk_size: 1 << 19,
+        })
+        .unwrap();
+        // 100..110 -> 0..4096; 5000..8000 -> 4096..8192, merged; the range
+        // past the source end is dropped.
+        assert_eq!(pairs(&p.ranges), vec![(0, 8192), (1 << 20, 2 << 20)]);
+        assert_eq!(p.bytes, 8192 + (1 << 20));
+        assert_eq!(p.chunks, 3);
+        assert_eq!(p.chunks().count() as u64, p.chunks);
+        assert_eq!(p.skipped, (2 << 20) - p.bytes);
+        for c in p.chunks() {
+            assert_eq!(c.start() % 4096, 0);
+            assert_eq!(c.len() % 4096, 0);
+            assert!(c.len() <= 1 << 19);
+        }
+        assert_eq!(chunk_at(&p, 1).map(|e| e.start()), Some(1 << 20));
+        assert_eq!(chunk_at(&p, 3), None);
+    }
+
+    #[test]
+    fn refuses_a_target_too_small_and_bad_geometry() {
+        let used = list(&[(0, 4096), (1 << 20, 4096)]);
+        let mut input = PlanInput {
+            used: &used,
+            source_size: 4 << 20,
+            target_sizes: &[4 << 20, 1 << 20],
+            align: 512,
+            chunk_size: 1 << 20,
+        };
+        let e = plan_copy(&input).unwrap_err();
+        assert!(matches!(e.kind(), crate::ErrorKind::Refused(m) if m.contains("target 2")));
+        input.target_sizes = &[(1 << 20) + 4096];
+        assert!(
+            plan_copy(&input).is_ok(),
+            "a target just large enough is fine"
+        );
+        input.chunk_size = 256;
+        assert!(plan_copy(&input).is_err());
+        input.chunk_size = 3 << 20;
+        assert!(plan_copy(&input).is_err());
+        input.chunk_size = 1 << 20;
+        input.align = 1000;
+        assert!(plan_copy(&input).is_err());
+    }
+
+    #[test]
+    fn unaligned_source_tail_is_left_out() {
+        let used = ExtentList::whole(10_000);
+        let p = plan_copy(&PlanInput {
+            used: &used,
+            source_size: 10_000,
+            target_sizes: &[8192],
+            align: 4096,
+            chunk_size: 4096,
+        })
+        .unwrap();
+        assert_eq!(pairs(&p.ranges), vec![(0, 8192)]);
+        assert_eq!(p.skipped, 10_000 - 8192);
+    }
+}
