@@ -5,5 +5,10 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod claim;
 pub mod copy;
+pub mod e2fs;
 pub mod event;
+pub mod grow;
+pub mod temp_mount;
+pub mod tools;

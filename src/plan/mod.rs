@@ -6,5 +6,6 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod copy;
+pub mod grow;
 pub mod services;
 pub mod target;
