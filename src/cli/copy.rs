@@ -141,7 +141,8 @@ difference exits with code 4 naming the device and byte offsets."
     #[arg(
         long,
         long_help = "Read each target chunk too and write the source chunk only where the \
-hashes differ: the second pass of a migration, after the source became read-only. Memory \
+hashes differ: the second pass of a migration, after the source became read-only. The \
+target is expected to hold an earlier copy, so its filesystem signature is not refused. Memory \
 stays queue depth x chunk size (fewer chunks in flight)."
     )]
     pub delta: bool,

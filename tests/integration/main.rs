@@ -14,6 +14,7 @@ mod cli;
 mod copy;
 mod demo;
 mod devices;
+mod faultdev;
 mod grow;
 mod identity;
 mod map;
