@@ -6,6 +6,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod copy;
+pub mod grow;
 pub mod preflight;
 pub mod quiesce;
 pub mod services;

@@ -89,14 +89,22 @@ pub fn into_result(refusals: &[Refusal], stage: Stage) -> Result<()> {
         [] => Ok(()),
         [one] => Err(one.to_error(stage)),
         [first, ..] => {
-            let reasons: Vec<String> = refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.device.display(), r.reason))
-                .collect();
-            let hints: Vec<String> = refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.device.display(), r.hint))
-                .collect();
+            // Name each refusal's device only when they are not all the same one.
+            let one_device = refusals.iter().all(|r| r.device == first.device);
+            let tag = |r: &Refusal, text: &str| {
+                if one_device {
+                    text.to_string()
+                } else {
+                    format!("{}: {text}", r.device.display())
+                }
+            };
+            let reasons: Vec<String> = refusals.iter().map(|r| tag(r, &r.reason)).collect();
+            let mut hints: Vec<String> = Vec::new();
+            for h in refusals.iter().map(|r| tag(r, &r.hint)) {
+                if !hints.contains(&h) {
+                    hints.push(h);
+                }
+            }
             Err(Error::refused(reasons.join("; "))
                 .stage(stage)
                 .device(&first.device)
@@ -399,24 +407,27 @@ pub fn check_targets(
 ) -> Vec<Refusal> {
     let mut out = Vec::new();
     for (i, t) in targets.iter().enumerate() {
+        // A target given twice: say so once, not every rule again.
+        if let Some(first) = targets[..i].iter().find(|e| t.same_as(e)) {
+            out.push(Refusal::new(
+                t,
+                Rule::TargetsOverlap,
+                format!("is the same device as the target {}", first.path.display()),
+                "give each target once, on storage no other target uses".into(),
+            ));
+            continue;
+        }
         out.extend(check_one(source, t, needed_bytes, force));
         for earlier in &targets[..i] {
-            let other = earlier.path.display();
-            let reason = if t.same_as(earlier) {
-                Some(format!("is the same device as the target {other}"))
-            } else {
-                first_overlap(&t.footprint, &earlier.footprint).map(|(span, s, e)| {
-                    format!(
-                        "overlaps the target {other}: both use {}",
-                        where_(span, s, e)
-                    )
-                })
-            };
-            if let Some(reason) = reason {
+            if let Some((span, s, e)) = first_overlap(&t.footprint, &earlier.footprint) {
                 out.push(Refusal::new(
                     t,
                     Rule::TargetsOverlap,
-                    reason,
+                    format!(
+                        "overlaps the target {}: both use {}",
+                        earlier.path.display(),
+                        where_(span, s, e)
+                    ),
                     "give each target once, on storage no other target uses".into(),
                 ));
             }
@@ -856,9 +867,7 @@ mod tests {
         assert!(matches!(e.kind(), crate::ErrorKind::Refused(_)));
         let s = e.to_string();
         assert!(
-            s.starts_with(
-                "copy: /dev/loop1: refused: /dev/loop1: is read-only; /dev/loop1: is 1 MiB"
-            ),
+            s.starts_with("copy: /dev/loop1: refused: is read-only; is 1 MiB"),
             "{s}"
         );
         assert_eq!(e.context().device.as_deref(), Some(Path::new("/dev/loop1")));
@@ -870,6 +879,33 @@ mod tests {
         assert!(
             r[0].to_string()
                 .starts_with("/dev/loop1: is read-only\n  hint: ")
+        );
+    }
+
+    #[test]
+    fn refusals_of_several_devices_name_each() {
+        let mut a = block(1, GIB);
+        a.read_only = true;
+        let mut b = block(2, GIB);
+        b.read_only = true;
+        let r = check_copy(&block(0, GIB), &[a, b], GIB, false);
+        let e = into_result(&r, Stage::Copy).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("refused: /dev/loop1: is read-only; /dev/loop2: is read-only"),
+            "{e}"
+        );
+        assert_eq!(e.hint_text().unwrap().matches("hint:").count(), 1);
+    }
+
+    #[test]
+    fn a_target_given_twice_is_one_refusal() {
+        let mut t = block(1, MIB);
+        t.read_only = true;
+        let r = check_copy(&block(0, GIB), &[t.clone(), t], GIB, false);
+        assert_eq!(
+            rules(&r),
+            [Rule::ReadOnly, Rule::TooSmall, Rule::TargetsOverlap]
         );
     }
 

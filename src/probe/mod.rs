@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod device;
 pub mod fdinfo;
+pub mod fs_superblock;
 pub mod init;
 pub mod loops;
 pub mod maps;
