@@ -10,5 +10,6 @@ pub mod copy;
 pub mod e2fs;
 pub mod event;
 pub mod grow;
+pub mod identity;
 pub mod temp_mount;
 pub mod tools;

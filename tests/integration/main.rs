@@ -16,6 +16,7 @@ mod demo;
 mod devices;
 mod faultdev;
 mod grow;
+mod identity;
 mod map;
 mod migrate;
 mod pivot;
