@@ -68,6 +68,7 @@ pub enum Command {
     /// Undo `quiesce`: remount read-write, swap on, restart services.
     ResumeServices(quiesce::ResumeArgs),
     /// Grow the filesystem on DEV to fill the device (e2fsck, then resize2fs).
+    #[command(long_about = grow::LONG_ABOUT)]
     Grow(grow::Args),
     /// Switch the running system to the root on NEWDEV.
     Pivot(pivot::Args),

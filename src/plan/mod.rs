@@ -7,5 +7,9 @@
 
 pub mod copy;
 pub mod finish;
+pub mod grow;
 pub mod pivot;
+pub mod preflight;
+pub mod quiesce;
+pub mod services;
 pub mod target;

@@ -4,9 +4,19 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
+pub mod cgroup;
 pub mod device;
+pub mod fdinfo;
+pub mod fs_superblock;
+pub mod init;
+pub mod loops;
+pub mod maps;
 pub mod mountinfo;
+pub mod process;
+pub mod rootfs;
 pub mod signature;
+pub mod swaps;
+pub mod unix;
 
 use std::path::{Path, PathBuf};
 
