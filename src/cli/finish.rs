@@ -95,11 +95,12 @@ fn print_human(r: &FinishReport, o: &FinishOptions) {
                 .iter()
                 .map(|m| m.mount_point.display().to_string())
                 .collect();
+            let units: Vec<String> = n.services.iter().map(|s| s.to_string()).collect();
             println!(
-                "  mount namespace {} (pids {:?}, {}) has it at {}",
+                "  mount namespace mnt:[{}] (pids {:?}, {}) has it at {}",
                 n.ns,
                 n.pids,
-                n.units.join(", "),
+                units.join(", "),
                 at.join(", ")
             );
         }

@@ -7,15 +7,17 @@
 //! 2. Unmount it (never lazily), then check that the kernel released the
 //!    filesystem (`/sys/fs/ext4/<dev>` is gone): a mount in a namespace no
 //!    process shows would keep it alive although `umount` succeeded.
-//! 3. Give it a new UUID and the label `oldroot` (`tune2fs -U random -L
-//!    oldroot`), unless `--keep-old-identity`: a block copy carries both, so
-//!    `root=UUID=` or `LABEL=` would otherwise pick either disk.
+//! 3. Give it a new UUID ([`crate::exec::identity::set_new_uuid`]: `tune2fs
+//!    -U random` after `e2fsck` when needed, `xfs_admin`, `btrfstune`) and the
+//!    label `oldroot`, unless `--keep-old-identity`: a block copy carries
+//!    both, so `root=UUID=` or `LABEL=` would otherwise pick either disk.
 //! 4. Check the root entry of `/etc/fstab` and fix a device path that points
 //!    at the old device (a backup is kept).
 //! 5. Find the initramfs generator and GRUB, and print (or, with
 //!    `--bootloader DEV`, run) what must be regenerated.
 //!
-//! May import `probe`, `plan`, `sys`, `error` and `exec::pivot`/`services`.
+//! May import `probe`, `plan`, `sys`, `error` and `exec::{pivot, services,
+//! identity, event}`.
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -25,7 +27,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ErrorKind, Result, Stage};
-use crate::exec::pivot::{self, NamespaceHolder};
+use crate::exec::event::EventSink;
+use crate::exec::pivot;
 use crate::exec::services::run_with_timeout;
 use crate::plan::finish::{
     self as plan, BootFacts, BootPlan, FstabVerdict, RootIdentity, RootKind,
@@ -34,6 +37,7 @@ use crate::plan::pivot::{Operator, RestartGroup, plan_restarts};
 use crate::probe::SysRoot;
 use crate::probe::device::{DevNo, kernel_name};
 use crate::probe::mountinfo::{self, Mount};
+use crate::probe::process::ForeignNamespace;
 use crate::sys::mount as sysmount;
 
 /// The label given to the old root.
@@ -100,10 +104,10 @@ pub struct FinishReport {
     pub holders: Vec<RestartGroup>,
     /// Other mount namespaces with the old root mounted where the unmount
     /// cannot reach (private copies): they keep it alive.
-    pub namespaces: Vec<NamespaceHolder>,
+    pub namespaces: Vec<ForeignNamespace>,
     /// Other mount namespaces whose copies are slaves (or peers) of the old
     /// root's mount: the unmount propagates to them.
-    pub following_namespaces: Vec<String>,
+    pub following_namespaces: Vec<u64>,
     /// Mounts left under the old root (not binds of it).
     pub submounts: Vec<PathBuf>,
     /// The old root was unmounted (now or by an earlier run).
@@ -134,25 +138,14 @@ pub struct FinishReport {
 }
 
 fn identity_of(dev: &Path) -> Identity {
-    let Ok(f) = fs::File::open(dev) else {
-        return Identity::default();
-    };
-    let Ok(size) = crate::ext::ReadAt::size(&f) else {
-        return Identity::default();
-    };
-    use crate::probe::signature::SignatureKind as K;
-    crate::probe::signature::detect(&f, size)
-        .ok()
-        .and_then(|sigs| {
-            sigs.into_iter()
-                .find(|s| matches!(s.kind, K::Ext2 | K::Ext3 | K::Ext4 | K::Xfs | K::Btrfs))
-        })
-        .map(|s| Identity {
-            fstype: Some(s.kind.name().to_owned()),
-            uuid: s.uuid.map(|u| u.to_ascii_lowercase()),
-            label: s.label,
-        })
-        .unwrap_or_default()
+    match crate::exec::identity::identity_of(dev) {
+        Ok(id) => Identity {
+            fstype: Some(id.fstype.name().to_owned()),
+            uuid: Some(id.uuid.to_ascii_lowercase()),
+            label: Some(id.label),
+        },
+        Err(_) => Identity::default(),
+    }
 }
 
 /// The device node for `major:minor`: `preferred` if it is that device, else
@@ -274,7 +267,8 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
 
     // 1. What still holds it.
     if let Some(m) = &at_put_old {
-        let (holders, namespaces) = pivot::scan_old_root(&sys, raw);
+        let (holders, namespaces) =
+            pivot::scan_old_root(&sys, raw).map_err(|e| e.stage(Stage::Finish))?;
         report.holders = plan_restarts(&holders, &Operator::default());
         // A copy that is a slave or peer of our old-root mount receives the
         // unmount; any other copy keeps the filesystem alive.
@@ -317,11 +311,12 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
                     .iter()
                     .map(|x| x.mount_point.display().to_string())
                     .collect();
+                let units: Vec<String> = n.services.iter().map(|s| s.to_string()).collect();
                 what.push(format!(
-                    "mount namespace {} of pids {:?} ({}) has it at {}",
+                    "mount namespace mnt:[{}] of pids {:?} ({}) has it at {}",
                     n.ns,
                     n.pids,
-                    n.units.join(", "),
+                    units.join(", "),
                     at.join(", ")
                 ));
             }
@@ -354,11 +349,11 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
     }
     report.unmounted = true;
     // The unmount should have reached every namespace that followed.
-    let (_, left) = pivot::scan_old_root(&sys, raw);
+    let (_, left) = pivot::scan_old_root(&sys, raw).map_err(|e| e.stage(Stage::Finish))?;
     if !left.is_empty() {
         let names: Vec<String> = left
             .iter()
-            .map(|n| format!("{} (pids {:?})", n.ns, n.pids))
+            .map(|n| format!("mnt:[{}] (pids {:?})", n.ns, n.pids))
             .collect();
         report.namespaces = left;
         report.error = Some(format!(
@@ -400,35 +395,38 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
         }
     }
 
-    // 3. A new identity for the old root.
+    // 3. A new identity for the old root: a new UUID (exec::identity runs
+    // e2fsck first when tune2fs needs it), then the label `oldroot`.
     let mut id_changed = false;
     if let Some(dev) = report.old_device.clone().filter(|_| !o.keep_old_identity) {
+        match crate::exec::identity::set_new_uuid(&dev, None, &EventSink::none()) {
+            Ok(c) => report.commands.push(CommandRun {
+                command: format!("{} {}", c.method, dev.display()),
+                ok: true,
+                output: format!("UUID {} -> {}", c.old_uuid, c.new_uuid),
+            }),
+            Err(e) => report.commands.push(CommandRun {
+                command: format!("new UUID for {}", dev.display()),
+                ok: false,
+                output: e.to_string(),
+            }),
+        }
         let d = dev.to_string_lossy().into_owned();
         match fstype.as_str() {
             f if f.starts_with("ext") => {
-                let args = ["tune2fs", "-U", "random", "-L", OLD_LABEL, d.as_str()];
-                if !run(&args, &mut report) {
-                    // tune2fs wants a checked filesystem before rewriting
-                    // checksums for a new UUID.
-                    run(&["e2fsck", "-f", "-p", d.as_str()], &mut report);
-                    run(&args, &mut report);
-                }
+                run(&["tune2fs", "-L", OLD_LABEL, d.as_str()], &mut report);
             }
             "xfs" => {
-                run(
-                    &["xfs_admin", "-U", "generate", "-L", OLD_LABEL, d.as_str()],
-                    &mut report,
-                );
+                run(&["xfs_admin", "-L", OLD_LABEL, d.as_str()], &mut report);
             }
             "btrfs" => {
-                run(&["btrfstune", "-f", "-u", d.as_str()], &mut report);
                 run(
                     &["btrfs", "filesystem", "label", d.as_str(), OLD_LABEL],
                     &mut report,
                 );
             }
             other => report.warnings.push(format!(
-                "cannot change the identity of a {other:?} filesystem: do it by hand"
+                "cannot relabel a {other:?} filesystem: do it by hand"
             )),
         }
         report.old_identity_after = identity_of(&dev);

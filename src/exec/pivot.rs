@@ -32,6 +32,7 @@ use crate::exec::services::{self, ListenCheck, Manager, Outcome};
 use crate::plan::pivot::{self as plan, Holder, MountAction, MountPlan, Operator, RestartGroup};
 use crate::probe::SysRoot;
 use crate::probe::mountinfo::{self, Mount};
+use crate::probe::process::{self, ForeignNamespace};
 use crate::sys::mount::{self as sysmount, PropagationType};
 
 /// The default state directory: on `/run`, a tmpfs that is moved back to
@@ -368,27 +369,17 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         .map_err(|e| Error::invalid(format!("{}: {e}", path.display())).device(path))
 }
 
-/// The filesystem type to mount `dev` with, from its signature.
+/// The filesystem type to mount `dev` with, from its superblock.
 fn fstype_of(dev: &Path) -> Result<String> {
-    let f = fs::File::open(dev).map_err(|e| Error::io("opening", e).device(dev))?;
-    let size = crate::ext::ReadAt::size(&f).map_err(|e| Error::io("sizing", e).device(dev))?;
-    let sigs = crate::probe::signature::detect(&f, size).map_err(|e| {
-        Error::io(format!("reading signatures at byte {}", e.offset), e.source).device(dev)
-    })?;
-    use crate::probe::signature::SignatureKind as K;
-    sigs.iter()
-        .find_map(|s| match s.kind {
-            K::Ext2 | K::Ext3 | K::Ext4 => Some("ext4"),
-            K::Xfs => Some("xfs"),
-            K::Btrfs => Some("btrfs"),
-            _ => None,
-        })
-        .map(str::to_owned)
-        .ok_or_else(|| {
-            Error::refused("no ext2/3/4, xfs or btrfs filesystem on the new root device")
-                .device(dev)
-                .hint("copy the old root onto it first (`reroot copy`)")
-        })
+    let id = crate::exec::identity::identity_of(dev)
+        .map_err(|e| e.hint("the new root device must hold a copy of the root (`reroot copy`)"))?;
+    // The ext4 driver mounts ext2 and ext3 too, and is always there when ext2/3 are.
+    Ok(if id.fstype.is_ext() {
+        "ext4"
+    } else {
+        id.fstype.name()
+    }
+    .to_owned())
 }
 
 /// The stage directory under the state directory.
@@ -1075,7 +1066,7 @@ fn worker_continue(
         .map(|m| format!("{} not back in place", m.to.display()))
         .collect();
     if o.restart != RestartMode::None {
-        let holders = holders_on(&sys, old_dev);
+        let holders = holders_on(&sys, old_dev, &mut log);
         report.groups = plan::plan_restarts(&holders, &op);
         for g in &report.groups {
             log.line(&format!(
@@ -1118,7 +1109,7 @@ fn worker_continue(
         }
         report.restarts = outcomes;
         report.sshd = checks;
-        let after = holders_on(&sys, old_dev);
+        let after = holders_on(&sys, old_dev, &mut log);
         report.remaining = plan::plan_restarts(&after, &op)
             .into_iter()
             .filter(|g| g.class != plan::RestartClass::Reroot)
@@ -1154,132 +1145,60 @@ fn worker_continue(
     Ok(report)
 }
 
-/// Another mount namespace in which the old root is still mounted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NamespaceHolder {
-    /// Namespace link text (`mnt:[N]`).
-    pub ns: String,
-    /// Processes in it.
-    pub pids: Vec<u32>,
-    /// Their units, when known.
-    pub units: Vec<String>,
-    /// The mounts of the filesystem in it (with their propagation).
-    pub mounts: Vec<Mount>,
-}
-
 /// Processes that still use the filesystem `dev` (`st_dev`): executable,
-/// cwd, root, open files, mapped files; and the other mount namespaces that
-/// still have it mounted.
-///
-/// TEMPORARY: a minimal scan until `probe::process::scan` (issue 4) lands;
-/// then this function becomes an adapter over it.
-pub(crate) fn scan_old_root(sys: &SysRoot, dev: u64) -> (Vec<Holder>, Vec<NamespaceHolder>) {
-    let Ok(rd) = fs::read_dir(&sys.proc_dir) else {
-        return (Vec::new(), Vec::new());
-    };
-    let mut pids: Vec<u32> = rd
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+/// cwd, root, open files, mapped files, bound sockets (from
+/// [`probe::process::scan`](crate::probe::process::scan)), as restart-plan
+/// holders; and the other mount namespaces that still have it mounted.
+pub(crate) fn scan_old_root(
+    sys: &SysRoot,
+    dev: u64,
+) -> Result<(Vec<Holder>, Vec<ForeignNamespace>)> {
+    let scan = process::scan(sys, &process::Filter::devices([dev]).skip_self())?;
+    let holders = scan
+        .processes
+        .iter()
+        .map(|p| {
+            let mut uses = Vec::new();
+            for (what, f) in [("exe", &p.exe), ("cwd", &p.cwd), ("root", &p.root)] {
+                if let Some(f) = f {
+                    uses.push(format!("{what} {}", f.path.display()));
+                }
+            }
+            uses.extend(
+                p.fds
+                    .iter()
+                    .map(|f| format!("fd {} {}", f.fd, f.file.path.display())),
+            );
+            uses.extend(
+                p.maps
+                    .iter()
+                    .map(|m| format!("map {}", m.file.path.display())),
+            );
+            uses.extend(
+                p.sockets
+                    .iter()
+                    .map(|s| format!("socket {}", s.path.display())),
+            );
+            Holder {
+                pid: p.pid,
+                comm: p.comm.clone(),
+                unit: p.service.as_ref().map(|s| s.name().to_owned()),
+                sid: stat_field(sys, p.pid, 3),
+                uses,
+            }
+        })
         .collect();
-    pids.sort_unstable();
-    let me = std::process::id();
-    let own_ns = mnt_ns(sys, "self").ok();
-    let (ma, mi) = (libc::major(dev), libc::minor(dev));
-    let maps_dev = format!("{ma:02x}:{mi:02x}");
-    let mut out = Vec::new();
-    let mut namespaces: std::collections::BTreeMap<String, NamespaceHolder> =
-        std::collections::BTreeMap::new();
-    for pid in pids.into_iter().filter(|p| *p != me) {
-        let base = sys.proc(pid.to_string());
-        let unit = fs::read_to_string(base.join("cgroup")).ok().and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("0::"))
-                .and_then(|p| {
-                    p.split('/')
-                        .rfind(|s| s.ends_with(".service") || s.ends_with(".scope"))
-                })
-                .map(str::to_owned)
-        });
-        if let Ok(ns) = mnt_ns(sys, &pid.to_string()) {
-            if Some(&ns) != own_ns.as_ref() {
-                let e = namespaces.entry(ns.clone()).or_insert_with(|| {
-                    let mounts = mountinfo::read(sys, &pid.to_string())
-                        .map(|ms| {
-                            ms.into_iter()
-                                .filter(|m| (m.major, m.minor) == (ma, mi))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    NamespaceHolder {
-                        ns,
-                        pids: Vec::new(),
-                        units: Vec::new(),
-                        mounts,
-                    }
-                });
-                e.pids.push(pid);
-                if let Some(u) = &unit {
-                    if !e.units.contains(u) {
-                        e.units.push(u.clone());
-                    }
-                }
-            }
-        }
-        let on = |p: &Path| fs::metadata(p).map(|m| m.dev() == dev).unwrap_or(false);
-        let mut uses = Vec::new();
-        for w in ["exe", "cwd", "root"] {
-            if on(&base.join(w)) {
-                uses.push(w.to_owned());
-            }
-        }
-        if let Ok(fds) = fs::read_dir(base.join("fd")) {
-            for fd in fds.flatten() {
-                if on(&fd.path()) {
-                    let target = fs::read_link(fd.path()).unwrap_or_default();
-                    uses.push(format!(
-                        "fd {} {}",
-                        fd.file_name().to_string_lossy(),
-                        target.display()
-                    ));
-                }
-            }
-        }
-        if let Ok(maps) = fs::read_to_string(base.join("maps")) {
-            let mut seen = std::collections::BTreeSet::new();
-            for l in maps.lines() {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                if f.get(3) == Some(&maps_dev.as_str()) {
-                    if let Some(p) = f.get(5) {
-                        if seen.insert(p.to_string()) {
-                            uses.push(format!("map {p}"));
-                        }
-                    }
-                }
-            }
-        }
-        if uses.is_empty() {
-            continue;
-        }
-        let comm = fs::read_to_string(base.join("comm"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        out.push(Holder {
-            pid,
-            comm,
-            unit,
-            sid: stat_field(sys, pid, 3),
-            uses,
-        });
-    }
-    let ns = namespaces
-        .into_values()
-        .filter(|n| !n.mounts.is_empty())
-        .collect();
-    (out, ns)
+    Ok((holders, scan.foreign_namespaces))
 }
 
-fn holders_on(sys: &SysRoot, dev: u64) -> Vec<Holder> {
-    scan_old_root(sys, dev).0
+fn holders_on(sys: &SysRoot, dev: u64, log: &mut ActionLog) -> Vec<Holder> {
+    match scan_old_root(sys, dev) {
+        Ok((h, _)) => h,
+        Err(e) => {
+            log.line(&format!("listing processes failed: {e}"));
+            Vec::new()
+        }
+    }
 }
 
 /// Read a finished pivot's state (`state.json` under `state_dir`), for `finish`.

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::plan::pivot::{RestartClass, RestartGroup};
 use crate::probe::SysRoot;
+use crate::probe::init::InitSystem;
 
 /// The service manager that restarts things.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,20 +37,15 @@ pub enum Manager {
 }
 
 impl Manager {
-    /// Detect from `/run` and PID 1 (`/run/systemd/system` as sd_booted()
-    /// checks; `/run/openrc`; PID 1 named `init` with `telinit` on PATH).
+    /// Detect with [`probe::init::detect`](crate::probe::init::detect)
+    /// (`/run/systemd/system`, `/run/openrc`, PID 1's name); a PID 1 named
+    /// `init` with `telinit` on PATH is sysvinit.
     pub fn detect(sys: &SysRoot, run: &Path) -> Self {
-        let comm = fs::read_to_string(sys.proc("1/comm"))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default();
-        if run.join("systemd/system").is_dir() {
-            Manager::Systemd
-        } else if run.join("openrc").is_dir() || comm == "openrc-init" {
-            Manager::Openrc
-        } else if comm == "init" && on_path("telinit") {
-            Manager::Sysv
-        } else {
-            Manager::None(comm)
+        match crate::probe::init::detect(sys, run) {
+            InitSystem::Systemd => Manager::Systemd,
+            InitSystem::Openrc => Manager::Openrc,
+            InitSystem::Other(comm) if comm == "init" && on_path("telinit") => Manager::Sysv,
+            InitSystem::Other(comm) => Manager::None(comm),
         }
     }
 

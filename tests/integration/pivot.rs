@@ -129,6 +129,11 @@ impl Rig {
             .arg(self.new.path())
             .output()
             .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("not built"),
+            "reroot copy failed: {err}"
+        );
         if !out.status.success() {
             run_ok(
                 Command::new("dd")
