@@ -288,9 +288,22 @@ fn bad_magic_is_corrupt_at_the_magic() {
     assert!(matches!(e.kind(), ErrorKind::Corrupt(m) if m.contains("magic")));
     assert_eq!(e.context().offset, Some(1024 + 0x38));
     assert!(detect(&t.data).unwrap().is_none());
-    // Two groups: the primary's own numbers lead to the group 1 backup.
+    // Two groups: a backup exists, but without the primary's magic this may
+    // be another filesystem over an old ext one: refuse, and point at it.
     let mut t = Tiny::new(2, Csum::None, false, &[]);
     t.data[1024 + 0x38] = 0;
+    let e = t.map().unwrap_err();
+    assert!(matches!(e.kind(), ErrorKind::Corrupt(m) if m.contains("magic")));
+    assert!(
+        e.hint_text().unwrap().contains("e2fsck -b 257 -B 1024"),
+        "{e}"
+    );
+}
+
+#[test]
+fn damaged_primary_fields_fall_back_to_the_backup() {
+    let mut t = Tiny::new(2, Csum::None, false, &[]);
+    t.edit_super(|s| s[0x00] ^= 1); // s_inodes_count no longer adds up
     let m = t.map().unwrap();
     assert!(
         m.warnings
