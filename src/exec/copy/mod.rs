@@ -21,6 +21,9 @@ use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::exec::event::EventSink;
 use crate::ext::{self, MapOptions};
 use crate::plan::copy::{CopyPlan, PlanInput, plan_copy};
+use crate::plan::target;
+use crate::probe::SysRoot;
+use crate::probe::device;
 use crate::sys::buf::BufPool;
 use crate::units::ExtentList;
 
@@ -72,6 +75,8 @@ pub struct CopyOptions {
     pub delta: bool,
     /// Hashing threads.
     pub hash_threads: usize,
+    /// Where /proc, /sys and /dev are, for the safety checks.
+    pub root: SysRoot,
 }
 
 impl Default for CopyOptions {
@@ -86,6 +91,7 @@ impl Default for CopyOptions {
             force: false,
             delta: false,
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
+            root: SysRoot::live(),
         }
     }
 }
@@ -433,6 +439,19 @@ pub fn copy(
         return Err(Error::invalid("give between 1 and 63 targets").stage(Stage::Copy));
     }
     let t0 = Instant::now();
+    // Safety first, before anything is opened for writing. A delta pass
+    // expects the target to carry the filesystem of an earlier pass, so its
+    // signature is no reason to refuse.
+    let src_facts = device::inspect(source, &opts.root).map_err(|e| e.stage(Stage::Copy))?;
+    let tgt_facts = targets
+        .iter()
+        .map(|t| device::inspect(t, &opts.root).map_err(|e| e.stage(Stage::Copy)))
+        .collect::<Result<Vec<_>>>()?;
+    let needed = target::needed_bytes(&src_facts);
+    target::into_result(
+        &target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta),
+        Stage::Copy,
+    )?;
     let o = open_all(source, targets, opts, true, events).map_err(|e| e.stage(Stage::Copy))?;
     refuse_same(&o.source, &o.targets)?;
     let mut warnings = o.warnings.clone();
@@ -554,6 +573,9 @@ pub fn verify(
     validate(opts).map_err(|e| e.stage(Stage::Verify))?;
     let t0 = Instant::now();
     let targets = [target.to_path_buf()];
+    let src_facts = device::inspect(source, &opts.root).map_err(|e| e.stage(Stage::Verify))?;
+    let tgt_facts = device::inspect(target, &opts.root).map_err(|e| e.stage(Stage::Verify))?;
+    target::into_result(&target::check_verify(&src_facts, &tgt_facts), Stage::Verify)?;
     let o = open_all(source, &targets, opts, false, events).map_err(|e| e.stage(Stage::Verify))?;
     let mut warnings = o.warnings.clone();
     let tm = Instant::now();

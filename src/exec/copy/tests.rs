@@ -131,10 +131,7 @@ fn refusals_and_bad_options() {
         &EventSink::none(),
     )
     .unwrap_err();
-    assert!(
-        matches!(e.kind(), ErrorKind::Refused(m) if m.contains("is the source")),
-        "{e}"
-    );
+    assert!(matches!(e.kind(), ErrorKind::Refused(_)), "{e}");
     let t = blank(d.path(), "t", 1 << 20);
     let e = copy(
         &src,
@@ -144,7 +141,7 @@ fn refusals_and_bad_options() {
     )
     .unwrap_err();
     assert!(
-        matches!(e.kind(), ErrorKind::Refused(m) if m.contains("twice")),
+        matches!(e.kind(), ErrorKind::Refused(m) if m.contains("same")),
         "{e}"
     );
     let mut o = opts(EngineKind::Sync);
