@@ -30,8 +30,9 @@ fn read_superblock(dev: &(impl ReadAt + ?Sized), off: u64) -> Result<Superblock>
     Ok(Superblock::parse(&raw))
 }
 
-/// The primary superblock's layout; or, when it is unusable, the first
-/// backup that is (with a warning); or the primary's error.
+/// The primary superblock's layout; or, when it carries the ext magic but is
+/// otherwise unusable (bad fields or checksum), the first backup that is
+/// (with a warning); or the primary's error.
 fn load_layout(
     dev: &(impl ReadAt + ?Sized),
     dev_size: u64,
@@ -67,7 +68,49 @@ fn load_layout(
         Err(e) if matches!(e.kind(), ErrorKind::Incompatible(_)) => return Err(e),
         Err(e) => e,
     };
-    for off in backup_candidates(&primary, dev_size) {
+    let backup = find_backup(dev, &primary, dev_size);
+    if primary.s_magic != EXT4_SUPER_MAGIC {
+        // No ext signature at all: this may be another filesystem made over
+        // an old ext one, whose backups survive. Mapping from them would
+        // drop the new filesystem's data, so only say where a backup is.
+        return Err(match backup {
+            Some(l) => {
+                let g = u64::from(l.sb.s_block_group_nr);
+                primary_err.hint(format!(
+                    "no ext superblock at byte {SUPERBLOCK_OFFSET}, but a backup superblock of \
+                     group {g} is at byte {}: if this really is a damaged ext filesystem, \
+                     repair it with `e2fsck -b {} -B {}`; otherwise it holds something else",
+                    l.sb_offset,
+                    l.group_first_block(g),
+                    l.block_size
+                ))
+            }
+            None => primary_err,
+        });
+    }
+    if let Some(l) = backup {
+        let g = u64::from(l.sb.s_block_group_nr);
+        warnings.push(format!(
+            "the primary superblock is damaged ({}); using the backup superblock of \
+             group {g} at byte {}, with its (older) group descriptors: BLOCK_UNINIT flags and \
+             bitmap checksums are not trusted. Repair with `e2fsck -b {} -B {}`",
+            primary_err.kind(),
+            l.sb_offset,
+            l.group_first_block(g),
+            l.block_size
+        ));
+        return Ok(l);
+    }
+    Err(primary_err)
+}
+
+/// The first backup superblock that is valid and describes itself.
+fn find_backup(
+    dev: &(impl ReadAt + ?Sized),
+    primary: &Superblock,
+    dev_size: u64,
+) -> Option<Layout> {
+    for off in backup_candidates(primary, dev_size) {
         let Ok(sb) = read_superblock(dev, off) else {
             continue;
         };
@@ -82,16 +125,9 @@ fn load_layout(
         if !l.sb.checksum_ok() || g == 0 || g >= l.groups || l.byte(l.group_first_block(g)) != off {
             continue;
         }
-        warnings.push(format!(
-            "the primary superblock is unusable ({primary_err}); using the backup superblock of \
-             group {g} at byte {off}, with its (older) group descriptors: BLOCK_UNINIT flags and \
-             bitmap checksums are not trusted. Repair with `e2fsck -b {} -B {}`",
-            l.group_first_block(g),
-            l.block_size
-        ));
-        return Ok(l);
+        return Some(l);
     }
-    Err(primary_err)
+    None
 }
 
 /// Refuse (or warn about) a filesystem whose on-disk bitmaps may be stale.
