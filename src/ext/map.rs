@@ -131,7 +131,8 @@ fn find_backup(
 }
 
 /// Refuse (or warn about) a filesystem whose on-disk bitmaps may be stale.
-fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Result<()> {
+/// Returns true when the map is a live, best-effort one.
+fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Result<bool> {
     let sb = &l.sb;
     let stale = if sb.needs_recovery() {
         Some("its journal needs recovery (it is mounted read-write, or was not cleanly unmounted)")
@@ -156,13 +157,15 @@ fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Res
             ));
         }
         warnings.push(format!(
-            "{why}: this live map is best-effort; blocks allocated since the last commit are missing"
+            "{why}: this live map is best-effort; blocks allocated since the last commit are \
+             missing, and checksum mismatches (bitmaps and descriptors written back at \
+             different times) are only warnings"
         ));
     }
     if sb.s_state & EXT2_ERROR_FS != 0 {
         warnings.push("the filesystem is marked as having errors: run `e2fsck -f`".to_string());
     }
-    Ok(())
+    Ok(stale.is_some())
 }
 
 /// Read `items` (key, block) in order, coalescing consecutive blocks into
@@ -332,7 +335,13 @@ pub(crate) fn read_map(dev: &(impl ReadAt + ?Sized), opts: &MapOptions) -> Resul
         .map_err(|e| Error::io("finding the device size", e))?;
     let mut warnings = Vec::new();
     let l = load_layout(dev, dev_size, opts, &mut warnings)?;
-    check_state(&l, opts, &mut warnings)?;
+    // A mounted filesystem writes bitmaps and descriptors back at different
+    // times, so their checksums disagree now and then: a live map is lenient.
+    let live = check_state(&l, opts, &mut warnings)?;
+    let opts = &MapOptions {
+        ignore_csum: opts.ignore_csum || live,
+        ..*opts
+    };
     let backup = l.sb_offset != SUPERBLOCK_OFFSET;
     let descs = read_descriptors(dev, &l, opts, &mut warnings)?;
     let has_gd_csum = l.checksums != Checksums::None;

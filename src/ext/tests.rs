@@ -544,3 +544,28 @@ fn detect_reads_the_primary_only() {
     assert_eq!(d.fs_bytes, Some((t.blocks * BS) as u64));
     assert!(!d.needs_recovery);
 }
+
+#[test]
+fn live_maps_tolerate_checksum_mismatches() {
+    // A mounted fs writes bitmaps and descriptors back at different times.
+    let mut t = Tiny::new(3, Csum::Metadata, false, &[]);
+    t.edit_super(|s| {
+        s[0x5C] |= 0x04; // has_journal
+        s[0x60] |= 0x04; // needs_recovery
+    });
+    let bb = 1 + BPG + 2;
+    t.data[bb * BS + 20] ^= 0x04;
+    let live = MapOptions {
+        live: true,
+        ..MapOptions::default()
+    };
+    let m = read_map(&t.data, &live).unwrap();
+    assert!(m.warnings.iter().any(|w| w.contains("bitmap checksum")));
+    // A clean filesystem mapped with --live stays strict.
+    let mut t = Tiny::new(3, Csum::Metadata, false, &[]);
+    t.data[bb * BS + 20] ^= 0x04;
+    assert!(matches!(
+        read_map(&t.data, &live).unwrap_err().kind(),
+        ErrorKind::Corrupt(_)
+    ));
+}
