@@ -73,6 +73,10 @@ pub struct CopyOptions {
     pub force: bool,
     /// Read targets first; write only chunks whose hash differs.
     pub delta: bool,
+    /// A live pre-copy: the source may be mounted read-write (its map is a
+    /// best-effort snapshot; a later `delta` pass on the quiesced source
+    /// makes the copy exact). `migrate` uses it; nothing else should.
+    pub live: bool,
     /// Hashing threads.
     pub hash_threads: usize,
     /// Where /proc, /sys and /dev are, for the safety checks.
@@ -90,6 +94,7 @@ impl Default for CopyOptions {
             direct: true,
             force: false,
             delta: false,
+            live: false,
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
             root: SysRoot::live(),
         }
@@ -248,8 +253,14 @@ fn validate(opts: &CopyOptions) -> Result<()> {
     Ok(())
 }
 
-/// Read the source's used-block map, or decide on a full copy.
-pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, MapSummary)> {
+/// Read the source's used-block map, or decide on a full copy. `live`: the
+/// source is mounted read-write (see [`CopyOptions::live`]).
+pub fn source_map(
+    path: &Path,
+    size: u64,
+    full: bool,
+    live: bool,
+) -> Result<(ExtentList, MapSummary)> {
     let whole = |reason: String| {
         let used = ExtentList::whole(size);
         let summary = MapSummary {
@@ -268,7 +279,11 @@ pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, Map
     }
     let file =
         std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
-    match ext::read_map(&file, &MapOptions::default()) {
+    let map_opts = MapOptions {
+        live,
+        ..MapOptions::default()
+    };
+    match ext::read_map(&file, &map_opts) {
         Ok(map) => {
             let summary = MapSummary {
                 kind: "ext",
@@ -448,16 +463,17 @@ pub fn copy(
         .map(|t| device::inspect(t, &opts.root).map_err(|e| e.stage(Stage::Copy)))
         .collect::<Result<Vec<_>>>()?;
     let needed = target::needed_bytes(&src_facts);
-    target::into_result(
-        &target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta),
-        Stage::Copy,
-    )?;
+    let mut refusals = target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta);
+    if opts.live {
+        refusals.retain(|r| r.rule != target::Rule::SourceMountedRw);
+    }
+    target::into_result(&refusals, Stage::Copy)?;
     let o = open_all(source, targets, opts, true, events).map_err(|e| e.stage(Stage::Copy))?;
     refuse_same(&o.source, &o.targets)?;
     let mut warnings = o.warnings.clone();
 
     let tm = Instant::now();
-    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    let (used, map) = source_map(source, o.source.size, opts.full, opts.live)?;
     if let Some(r) = &map.reason {
         if !opts.full {
             events.warn(r.clone());
@@ -579,7 +595,7 @@ pub fn verify(
     let o = open_all(source, &targets, opts, false, events).map_err(|e| e.stage(Stage::Verify))?;
     let mut warnings = o.warnings.clone();
     let tm = Instant::now();
-    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    let (used, map) = source_map(source, o.source.size, opts.full, false)?;
     if let Some(r) = &map.reason {
         if !opts.full {
             events.warn(r.clone());
