@@ -158,6 +158,9 @@ run `reroot finish`."
     /// Internal: the attached command re-executed from the new root.
     #[arg(long, hide = true)]
     pub reexeced: bool,
+    /// Internal: follow without answering (`reroot status --follow`).
+    #[arg(long, hide = true)]
+    pub watch_only: bool,
     /// Internal: log position to follow from (after a re-exec).
     #[arg(long, hide = true, default_value_t = 0)]
     pub log_offset: u64,
@@ -268,7 +271,7 @@ pub struct Attach {
 impl Attach {
     fn from_args(a: &Args) -> Self {
         Self {
-            answer: true,
+            answer: !a.watch_only,
             reexeced: a.reexeced,
             log_offset: a.log_offset,
             events_offset: a.events_offset,
@@ -292,7 +295,7 @@ fn ask(question: &str) -> Option<bool> {
 
 /// After the pivot, go on from the new root's reroot (so that this
 /// command does not keep the old root busy). Returns only on failure.
-fn reexec_follower(state_dir: &Path, ctx: &Ctx, f: &Follower) -> String {
+fn reexec_follower(state_dir: &Path, ctx: &Ctx, f: &Follower, answer: bool) -> String {
     use std::os::unix::process::CommandExt;
     let Some(exe) = self_exe() else {
         return "the executable's path is unknown".into();
@@ -311,6 +314,9 @@ fn reexec_follower(state_dir: &Path, ctx: &Ctx, f: &Follower) -> String {
         .arg(ep.to_string());
     if ctx.json {
         cmd.arg("--json");
+    }
+    if !answer {
+        cmd.arg("--watch-only");
     }
     if ctx.style == Style::Quiet {
         cmd.arg("--quiet");
@@ -387,7 +393,7 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
             if let Some(r) = bar {
                 r.finish();
             }
-            let why = reexec_follower(state_dir, ctx, &f);
+            let why = reexec_follower(state_dir, ctx, &f, a.answer);
             eprintln!("could not re-execute from the new root ({why}); still following");
             return attach(
                 state_dir,
@@ -689,12 +695,13 @@ mod tests {
         let a = parse(&[
             "--attach",
             "--reexeced",
+            "--watch-only",
             "--log-offset",
             "10",
             "--events-offset",
             "3",
         ]);
-        assert!(a.reexeced);
+        assert!(a.reexeced && a.watch_only);
         assert_eq!((a.log_offset, a.events_offset), (10, 3));
         use clap::CommandFactory;
         let help = Cli::command()

@@ -82,7 +82,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             ctx,
             &Attach {
                 answer: false,
-                reexeced: true,
+                reexeced: false,
                 log_offset: lp,
                 events_offset: ep,
                 follow: true,
