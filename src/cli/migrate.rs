@@ -31,7 +31,7 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
 pub struct Args {
     /// The current root device (the one mounted at /).
     #[arg(
-        required_unless_present_any = ["resume", "attach", "worker"],
+        required_unless_present_any = ["resume", "attach", "worker", "answer"],
         long_help = "The block device of the running root: the one mounted at / (`findmnt -no \
 SOURCE /`). It is read while the system runs (live pre-copy), then again after the root is \
 remounted read-only; it is changed only at the end, when `finish` gives it a new UUID and the \
@@ -40,7 +40,7 @@ label `oldroot`."
     pub source: Option<PathBuf>,
     /// The target device (not mounted, no filesystem on it).
     #[arg(
-        required_unless_present_any = ["resume", "attach", "worker"],
+        required_unless_present_any = ["resume", "attach", "worker", "answer"],
         long_help = "The block device that becomes the root: an LVM volume, an md array, a \
 partition. It must not be mounted or held, must not overlap the source, must be at least as \
 large as the source filesystem and must carry no filesystem, LVM, md or swap signature (the \
@@ -111,6 +111,26 @@ the old one dropped): show its progress and log, answer its questions, and print
 when it ends. Leaving (Ctrl-C, a dropped connection) does not stop the migration."
     )]
     pub attach: bool,
+    /// Start the migration and return at once; follow it later.
+    #[arg(
+        long,
+        conflicts_with_all = ["attach", "resume", "dry_run", "answer"],
+        long_help = "Start the worker and return at once instead of following it. Its questions \
+(unless --yes) wait for `reroot migrate --attach` on a terminal or `reroot migrate --answer`; \
+`reroot status` shows where it is."
+    )]
+    pub detach: bool,
+    /// Answer the question the migration waits for (yes or no), then exit.
+    #[arg(
+        long,
+        value_name = "yes|no",
+        value_parser = ["yes", "no"],
+        conflicts_with_all = ["attach", "resume", "dry_run"],
+        long_help = "Answer the running migration's pending question (before quiesce, before the \
+pivot) without a terminal, from a script or another session, then exit. `no` cancels: the \
+worker rolls back what it did. Refused when no question is waiting."
+    )]
+    pub answer: Option<String>,
     /// The state directory (journal, log, quiesce and pivot state), on a tmpfs.
     #[arg(
         long,
@@ -182,6 +202,9 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             }
         });
     }
+    if let Some(word) = &args.answer {
+        return answer_pending(&args.state_dir, word == "yes", ctx);
+    }
     if args.attach || args.reexeced {
         return attach(&args.state_dir, ctx, &Attach::from_args(&args));
     }
@@ -227,11 +250,11 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             Exit::Refused
         });
     }
-    if !o.yes && (ctx.json || !std::io::stdin().is_terminal()) {
+    if !o.yes && !args.detach && (ctx.json || !std::io::stdin().is_terminal()) {
         return Err(reroot::Error::refused(
             "migrate asks before quiesce and before the pivot, and there is no terminal to ask on",
         )
-        .hint("run it on a terminal, or pass --yes")
+        .hint("run it on a terminal, pass --yes, or --detach and answer with --answer")
         .into());
     }
     let req = migrate::request(&o)?;
@@ -246,11 +269,49 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             Paths::new(&req.state_dir).log.display()
         );
     }
+    if args.detach {
+        if ctx.json {
+            output::json(&serde_json::json!({
+                "state": "started",
+                "journal": Paths::new(&req.state_dir).journal,
+            }))?;
+        }
+        return Ok(Exit::Success);
+    }
     let (lp, ep) = follower.positions();
     let mut a = Attach::from_args(&args);
     a.log_offset = lp;
     a.events_offset = ep;
     attach(&req.state_dir, ctx, &a)
+}
+
+/// `--answer`: answer the pending question.
+fn answer_pending(state_dir: &Path, yes: bool, ctx: &Ctx) -> CmdResult {
+    let paths = Paths::new(state_dir);
+    let summary = reroot::exec::journal::read(&paths.journal)?
+        .map(|p| reroot::exec::journal::summarize(&p.records))
+        .transpose()?;
+    let Some((stage, question)) = summary.and_then(|s| s.awaiting) else {
+        return Err(
+            reroot::Error::refused("no question is waiting for an answer")
+                .hint("`reroot status` shows where the migration is")
+                .into(),
+        );
+    };
+    if migrate::worker_pid(&paths).is_none() {
+        return Err(reroot::Error::refused(
+            "the migration that asked is not running (its worker is gone)",
+        )
+        .hint("`reroot migrate --resume` asks again")
+        .into());
+    }
+    migrate::answer(state_dir, stage, yes)?;
+    if ctx.json {
+        output::json(&serde_json::json!({ "stage": stage, "question": question, "yes": yes }))?;
+    } else {
+        println!("answered {} to: {question}", if yes { "yes" } else { "no" });
+    }
+    Ok(Exit::Success)
 }
 
 /// How to attach.
@@ -672,6 +733,16 @@ mod tests {
         ]);
         assert_eq!(a.state_dir, PathBuf::from("/run/x"));
         assert_eq!((a.confirm_timeout, a.release_timeout), (5, 7));
+    }
+
+    #[test]
+    fn detach_and_answer_flags() {
+        assert!(parse(&["a", "b", "--detach"]).detach);
+        assert!(fails(&["a", "b", "--detach", "--attach"]));
+        assert_eq!(parse(&["--answer", "yes"]).answer.as_deref(), Some("yes"));
+        assert_eq!(parse(&["--answer", "no"]).answer.as_deref(), Some("no"));
+        assert!(fails(&["--answer", "maybe"]));
+        assert!(fails(&["--answer", "yes", "--resume"]));
     }
 
     #[test]

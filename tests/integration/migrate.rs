@@ -318,6 +318,84 @@ done_rc 0
     assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
 }
 
+#[test]
+fn answers_come_through_the_journal_and_no_before_the_pivot_rolls_back() {
+    require_root!();
+    if skip() {
+        return;
+    }
+    let scenario = r#"
+wait_for() {
+    i=0
+    while [ $i -lt 300 ]; do
+        reroot status --json >/run/demo/st.json 2>/dev/null
+        grep -q "$1" /run/demo/st.json && return 0
+        usleep 100000; i=$((i + 1))
+    done
+    return 1
+}
+sec before; facts
+sec start
+reroot migrate "$REROOT_DEMO_OLD" "$REROOT_DEMO_NEW" --detach --json --confirm-timeout 60 >/dev/null
+echo "rc $?"
+wait_for 'Stop the services'; echo "waited $?"
+sec status_q; cat /run/demo/st.json
+sec answer1; reroot migrate --answer yes --json; echo "rc $?"
+wait_for 'Pivot to'; echo "waited $?"
+sec status_p; cat /run/demo/st.json
+sec answer2; reroot migrate --answer no --json; echo "rc $?"
+wait_for '"state": "cancelled"'; echo "waited $?"
+sec final; cat /run/demo/st.json
+sec answer3; reroot migrate --answer yes; echo "rc $?"
+sec after; facts
+sec end
+done_rc 0
+"#;
+    let rig = rig(scenario);
+    let run = boot(&rig, Duration::from_secs(300));
+    let before = Facts::parse(section(&run, "before"));
+    assert_eq!(rc(&run, "start"), 0, "{}", run.stdout);
+    // Before quiesce: waiting, and nothing changed yet.
+    let q = json(&run, "status_q");
+    assert_eq!(q["state"], "waiting", "{q:#}");
+    assert!(
+        q["awaiting"].as_str().unwrap().contains("read-only"),
+        "{q:#}"
+    );
+    assert_eq!(stage(&q, "precopy")["status"], "done");
+    assert_eq!(stage(&q, "quiesce")["status"], "pending");
+    assert_eq!(rc(&run, "answer1"), 0);
+    // Before the pivot: the root is read-only, the question names the point
+    // of no return.
+    let p = json(&run, "status_p");
+    assert_eq!(p["state"], "waiting", "{p:#}");
+    assert!(
+        p["awaiting"]
+            .as_str()
+            .unwrap()
+            .contains("point of no return")
+    );
+    assert_eq!(stage(&p, "verify")["status"], "done", "{p:#}");
+    assert_eq!(stage(&p, "pivot")["status"], "pending");
+    assert_eq!(rc(&run, "answer2"), 0);
+    // No: cancelled, rolled back.
+    let f = json(&run, "final");
+    assert_eq!(f["outcome"], "cancelled", "{f:#}");
+    assert_eq!(f["system_restored"], true, "{f:#}");
+    assert!(
+        f["rollback"]["undone"].to_string().contains("remount,rw"),
+        "{f:#}"
+    );
+    assert!(f["read_only_window_seconds"].as_f64().is_some());
+    assert_eq!(stage(&f, "pivot")["status"], "pending");
+    // Nothing waits any more.
+    assert_eq!(rc(&run, "answer3"), 3);
+    let after = Facts::parse(section(&run, "after"));
+    assert_as_before(&before, &after, rig.old.devno(), "after no");
+    let cleanup = rig.cleanup();
+    assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
+}
+
 /// On this machine (not in a sandbox) migrate refuses before it changes
 /// anything: the namespace interlock, a source that is not the root's
 /// device, no terminal to ask on; resume and status without a journal.
