@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 
 use reroot::exec::copy::{self, CopyOptions, EngineKind, Report, VerifyMode};
+use reroot::exec::event::EventSink;
+use reroot::exec::identity::{self, IdentityReport, UuidChange};
 
 use super::{CmdResult, Ctx, Exit, output};
 
@@ -171,6 +173,17 @@ skipping a few free blocks. 0 copies used blocks only. Free blocks may hold anyt
 never changes the copied filesystem."
     )]
     pub max_gap: usize,
+    /// Give each target a new filesystem UUID after the copy.
+    #[arg(
+        long,
+        long_help = "After a successful copy, give each target a fresh random filesystem UUID \
+(ext2/3/4: tune2fs -U, running e2fsck -f first when metadata_csum requires it; xfs: xfs_admin \
+-U; btrfs: btrfstune -u), so source and copy are no longer twins. The label stays. fstab and \
+the kernel command line must then name the new root by its new UUID; `reroot check` says which \
+entries. Without it the copy keeps the source's identity, so root=UUID= and fstab keep working, \
+and `reroot finish` re-identifies the old root. Either way the report names every device's UUID."
+    )]
+    pub new_uuid: bool,
     /// Engine flags.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -271,9 +284,79 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     let reporter = ctx.reporter();
     let sink = reporter.sink();
     let result = copy::copy(&args.source, &args.targets, &opts, &sink);
+    let identity = match &result {
+        Ok(r) if r.mismatch_count == 0 => identity_after_copy(&args, &sink),
+        _ => Ok(None),
+    };
     drop(sink);
     reporter.finish();
-    finish(&result?, ctx)
+    let report = result?;
+    let Some(identity) = identity? else {
+        return finish(&report, ctx);
+    };
+    if ctx.json {
+        let mut doc = serde_json::to_value(&report)?;
+        doc["identity"] = serde_json::to_value(&identity)?;
+        output::json(&doc)?;
+        return Ok(Exit::Success);
+    }
+    let code = finish(&report, ctx)?;
+    for c in &identity.changes {
+        eprintln!(
+            "  new UUID on {}: {} (was {}; {})",
+            c.device.display(),
+            c.new_uuid,
+            c.old_uuid,
+            c.method
+        );
+    }
+    for d in &identity.report.devices {
+        eprintln!(
+            "  identity: {} {} UUID {} label {:?}",
+            d.device.display(),
+            d.fstype,
+            d.uuid,
+            d.label
+        );
+    }
+    for n in &identity.report.notes {
+        eprintln!("  note: {n}");
+    }
+    Ok(code)
+}
+
+/// Who is who after a copy (issue 6): UUID changes made by `--new-uuid` and
+/// every device's identity.
+#[derive(Debug, serde::Serialize)]
+struct CopyIdentity {
+    changes: Vec<UuidChange>,
+    #[serde(flatten)]
+    report: IdentityReport,
+}
+
+/// With `--new-uuid`, re-identify every target (errors are errors); then
+/// report identities, best effort without it (a source with no ext, xfs or
+/// btrfs filesystem has none to report).
+fn identity_after_copy(args: &Args, sink: &EventSink) -> anyhow::Result<Option<CopyIdentity>> {
+    let mut changes = Vec::new();
+    if args.new_uuid {
+        for t in &args.targets {
+            let change = identity::set_new_uuid(t, None, sink).map_err(|e| {
+                anyhow::Error::from(e)
+                    .context("the copy completed, but giving the target a new UUID failed")
+            })?;
+            changes.push(change);
+        }
+    }
+    let devices: Vec<&std::path::Path> = std::iter::once(&args.source)
+        .chain(&args.targets)
+        .map(PathBuf::as_path)
+        .collect();
+    match identity::report(&devices) {
+        Ok(report) => Ok(Some(CopyIdentity { changes, report })),
+        Err(e) if args.new_uuid => Err(e.into()),
+        Err(_) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -372,6 +455,12 @@ mod tests {
     fn max_gap_flag() {
         assert_eq!(parse(&["s", "t"]).max_gap as u64, copy::DEFAULT_MAX_GAP);
         assert_eq!(parse(&["s", "t", "--max-gap", "64K"]).max_gap, 64 << 10);
+    }
+
+    #[test]
+    fn new_uuid_flag() {
+        assert!(parse(&["s", "t", "--new-uuid"]).new_uuid);
+        assert!(!parse(&["s", "t"]).new_uuid);
     }
 
     #[test]

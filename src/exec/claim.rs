@@ -8,17 +8,35 @@
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::probe::{SysRoot, mountinfo};
 
+/// How long a device may stay claimed by a closing io_uring ring.
+const RELEASE_GRACE: Duration = Duration::from_secs(3);
+
 /// Open `dev` read-only and exclusively. The caller should drop the file
 /// before running a tool on the device (e2fsck opens it exclusively too).
 pub fn open_unused(dev: &Path) -> Result<File> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_EXCL)
-        .open(dev);
+    let open = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(dev)
+    };
+    let mut file = open();
+    // An io_uring ring that had the device registered (the copy engine's)
+    // releases it from a kernel worker shortly after the ring is closed, so
+    // a claim right after a copy can see EBUSY for a moment. Mounts are final.
+    let deadline = Instant::now() + RELEASE_GRACE;
+    while matches!(&file, Err(e) if e.raw_os_error() == Some(libc::EBUSY))
+        && mounted_at(dev).is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+        file = open();
+    }
     match file {
         Ok(f) => Ok(f),
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {

@@ -7,5 +7,7 @@
 
 pub mod copy;
 pub mod grow;
+pub mod preflight;
+pub mod quiesce;
 pub mod services;
 pub mod target;

@@ -89,14 +89,22 @@ pub fn into_result(refusals: &[Refusal], stage: Stage) -> Result<()> {
         [] => Ok(()),
         [one] => Err(one.to_error(stage)),
         [first, ..] => {
-            let reasons: Vec<String> = refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.device.display(), r.reason))
-                .collect();
-            let hints: Vec<String> = refusals
-                .iter()
-                .map(|r| format!("{}: {}", r.device.display(), r.hint))
-                .collect();
+            // Name each refusal's device only when they are not all the same one.
+            let one_device = refusals.iter().all(|r| r.device == first.device);
+            let tag = |r: &Refusal, text: &str| {
+                if one_device {
+                    text.to_string()
+                } else {
+                    format!("{}: {text}", r.device.display())
+                }
+            };
+            let reasons: Vec<String> = refusals.iter().map(|r| tag(r, &r.reason)).collect();
+            let mut hints: Vec<String> = Vec::new();
+            for h in refusals.iter().map(|r| tag(r, &r.hint)) {
+                if !hints.contains(&h) {
+                    hints.push(h);
+                }
+            }
             Err(Error::refused(reasons.join("; "))
                 .stage(stage)
                 .device(&first.device)
@@ -257,31 +265,27 @@ fn article(s: &str) -> &'static str {
     }
 }
 
-/// The rules for one target against the source.
-fn check_one(
-    source: &DeviceFacts,
-    target: &DeviceFacts,
-    needed_bytes: u64,
-    force: bool,
-) -> Vec<Refusal> {
-    let mut out = Vec::new();
+/// Same device, shared storage, or one stored on the other.
+fn against_source(source: &DeviceFacts, target: &DeviceFacts) -> Option<Refusal> {
     let src = source.path.display();
     if target.same_as(source) {
-        out.push(Refusal::new(
+        return Some(Refusal::new(
             target,
             Rule::SameAsSource,
             format!("is the source {src} itself"),
             "give a different target device".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&target.footprint, &source.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&target.footprint, &source.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!("overlaps the source {src}: both use {}", where_(span, s, e)),
             "pick a target that shares no storage with the source".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&target.host_footprint, &source.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&target.host_footprint, &source.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!(
@@ -290,8 +294,9 @@ fn check_one(
             ),
             "put the target on another filesystem or device".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&source.host_footprint, &target.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&source.host_footprint, &target.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!(
@@ -300,6 +305,20 @@ fn check_one(
             ),
             "pick a target that does not hold the source".into(),
         ));
+    }
+    None
+}
+
+/// The rules for one target: against the source when there is one, then on its own.
+fn check_one(
+    source: Option<&DeviceFacts>,
+    target: &DeviceFacts,
+    needed_bytes: u64,
+    force: bool,
+) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    if let Some(source) = source {
+        out.extend(against_source(source, target));
     }
     if !target.mounts.is_empty() {
         out.push(Refusal::new(
@@ -397,26 +416,45 @@ pub fn check_targets(
     needed_bytes: u64,
     force: bool,
 ) -> Vec<Refusal> {
+    targets_rules(Some(source), targets, needed_bytes, force)
+}
+
+/// Devices about to be overwritten with no source to protect (`bench`'s
+/// scratch targets): not mounted, held, opened exclusively or read-only,
+/// not overlapping each other, no signature unless `force`.
+pub fn check_scratch(targets: &[DeviceFacts], force: bool) -> Vec<Refusal> {
+    targets_rules(None, targets, 0, force)
+}
+
+fn targets_rules(
+    source: Option<&DeviceFacts>,
+    targets: &[DeviceFacts],
+    needed_bytes: u64,
+    force: bool,
+) -> Vec<Refusal> {
     let mut out = Vec::new();
     for (i, t) in targets.iter().enumerate() {
+        // A target given twice: say so once, not every rule again.
+        if let Some(first) = targets[..i].iter().find(|e| t.same_as(e)) {
+            out.push(Refusal::new(
+                t,
+                Rule::TargetsOverlap,
+                format!("is the same device as the target {}", first.path.display()),
+                "give each target once, on storage no other target uses".into(),
+            ));
+            continue;
+        }
         out.extend(check_one(source, t, needed_bytes, force));
         for earlier in &targets[..i] {
-            let other = earlier.path.display();
-            let reason = if t.same_as(earlier) {
-                Some(format!("is the same device as the target {other}"))
-            } else {
-                first_overlap(&t.footprint, &earlier.footprint).map(|(span, s, e)| {
-                    format!(
-                        "overlaps the target {other}: both use {}",
-                        where_(span, s, e)
-                    )
-                })
-            };
-            if let Some(reason) = reason {
+            if let Some((span, s, e)) = first_overlap(&t.footprint, &earlier.footprint) {
                 out.push(Refusal::new(
                     t,
                     Rule::TargetsOverlap,
-                    reason,
+                    format!(
+                        "overlaps the target {}: both use {}",
+                        earlier.path.display(),
+                        where_(span, s, e)
+                    ),
                     "give each target once, on storage no other target uses".into(),
                 ));
             }
@@ -856,9 +894,7 @@ mod tests {
         assert!(matches!(e.kind(), crate::ErrorKind::Refused(_)));
         let s = e.to_string();
         assert!(
-            s.starts_with(
-                "copy: /dev/loop1: refused: /dev/loop1: is read-only; /dev/loop1: is 1 MiB"
-            ),
+            s.starts_with("copy: /dev/loop1: refused: is read-only; is 1 MiB"),
             "{s}"
         );
         assert_eq!(e.context().device.as_deref(), Some(Path::new("/dev/loop1")));
@@ -871,6 +907,55 @@ mod tests {
             r[0].to_string()
                 .starts_with("/dev/loop1: is read-only\n  hint: ")
         );
+    }
+
+    #[test]
+    fn refusals_of_several_devices_name_each() {
+        let mut a = block(1, GIB);
+        a.read_only = true;
+        let mut b = block(2, GIB);
+        b.read_only = true;
+        let r = check_copy(&block(0, GIB), &[a, b], GIB, false);
+        let e = into_result(&r, Stage::Copy).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("refused: /dev/loop1: is read-only; /dev/loop2: is read-only"),
+            "{e}"
+        );
+        assert_eq!(e.hint_text().unwrap().matches("hint:").count(), 1);
+    }
+
+    #[test]
+    fn a_target_given_twice_is_one_refusal() {
+        let mut t = block(1, MIB);
+        t.read_only = true;
+        let r = check_copy(&block(0, GIB), &[t.clone(), t], GIB, false);
+        assert_eq!(
+            rules(&r),
+            [Rule::ReadOnly, Rule::TooSmall, Rule::TargetsOverlap]
+        );
+    }
+
+    #[test]
+    fn scratch_targets_have_no_source_rules() {
+        let mut a = block(1, MIB);
+        a.mounts = vec![mount("loop1", "/x", true, None)];
+        let mut b = block(2, MIB);
+        b.signatures = vec![Signature {
+            kind: SignatureKind::Swap,
+            offset: 4086,
+            uuid: None,
+            label: None,
+            detail: None,
+            fs_bytes: None,
+        }];
+        let c = block(2, MIB);
+        let r = check_scratch(&[a, b.clone(), c], false);
+        assert_eq!(
+            rules(&r),
+            [Rule::Mounted, Rule::Signature, Rule::TargetsOverlap]
+        );
+        assert!(check_scratch(&[b], true).is_empty());
     }
 
     #[test]

@@ -518,3 +518,215 @@ fn held_by_device_mapper() {
     let r = target::check_copy(&facts(dst.path()), &[facts(&mapper)], MIB, false);
     assert!(rules(&r).contains(&Rule::Overlap), "{r:?}");
 }
+
+// ---- `reroot copy` on the command line: each refusal exits 3, names the
+// device and the reason (also in --json), and leaves every target as it was.
+
+/// A 32 MiB ext4 source with a file on it, on a loop device.
+fn ext4_source() -> (tempfile::TempDir, LoopDev) {
+    let dir = scratch();
+    let img = sparse_file(&dir.path().join("src.img"), 32 * MIB);
+    mkfs("ext4", &img, &["-L", "src"]);
+    let dev = LoopDev::attach(&img, &[]);
+    {
+        let m = Mounted::new(dev.path(), &dir.path().join("fill"), None);
+        sh(&format!(
+            "head -c 3000000 /dev/urandom > {}/data",
+            m.dir().display()
+        ));
+    }
+    (dir, dev)
+}
+
+/// Fill the first MiB of `dev` with a pattern, so "untouched" means something.
+fn stamp(dev: &Path) {
+    sh(&format!(
+        "head -c {MIB} /dev/urandom | dd of={} bs=1M conv=notrunc status=none",
+        dev.display()
+    ));
+}
+
+fn content_hash(dev: &Path) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(&fs::read(dev).expect("reading the whole target"))
+}
+
+/// `reroot copy [extra] SRC TARGETS...` must exit 3 with `dev` and `reason`
+/// in the message (and in the --json error), and change no target.
+fn cli_refuses(src: &Path, targets: &[&Path], extra: &[&str], dev: &Path, reason: &str) {
+    let before: Vec<u64> = targets.iter().map(|t| content_hash(t)).collect();
+    let out = crate::common::reroot()
+        .arg("copy")
+        .args(extra)
+        .arg(src)
+        .args(targets)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains(&dev.display().to_string()), "{err}");
+    assert!(err.contains(reason), "want {reason:?} in: {err}");
+    assert!(err.contains("hint:"), "{err}");
+    let out = crate::common::reroot()
+        .args(["--json", "copy"])
+        .args(extra)
+        .arg(src)
+        .args(targets)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let e = &doc["error"];
+    assert_eq!(e["kind"], "refused", "{doc:#}");
+    assert_eq!(e["exit_code"], 3, "{doc:#}");
+    assert_eq!(e["device"], dev.display().to_string(), "{doc:#}");
+    assert!(e["message"].as_str().unwrap().contains(reason), "{doc:#}");
+    let after: Vec<u64> = targets.iter().map(|t| content_hash(t)).collect();
+    assert_eq!(before, after, "a refused copy changed a target");
+}
+
+fn cli_copies(src: &Path, dst: &Path, extra: &[&str]) {
+    let out = crate::common::reroot()
+        .arg("copy")
+        .args(extra)
+        .arg(src)
+        .arg(dst)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(crate::common::e2fsck_clean(dst));
+}
+
+#[test]
+fn cli_refuses_mounted_held_busy_read_only_targets() {
+    require_root!();
+    let (_s, src) = ext4_source();
+    // Mounted (read-only, so its bytes stay still while we compare).
+    let (td, _i, dst) = loopdev(32 * MIB);
+    mkfs("ext4", dst.path(), &[]);
+    {
+        let m = Mounted::new(dst.path(), &td.path().join("mnt"), Some("ro"));
+        let at = format!("mounted at {}", m.dir().display());
+        cli_refuses(src.path(), &[dst.path()], &["--force"], dst.path(), &at);
+    }
+    // An image file that backs a loop device.
+    let (_h, held_img, _held_loop) = loopdev(32 * MIB);
+    stamp(&held_img);
+    cli_refuses(
+        src.path(),
+        &[&held_img],
+        &[],
+        &held_img,
+        "held by loop device",
+    );
+    // Opened with O_EXCL by someone else.
+    stamp(dst.path());
+    let excl = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_EXCL)
+        .open(dst.path())
+        .unwrap();
+    cli_refuses(
+        src.path(),
+        &[dst.path()],
+        &[],
+        dst.path(),
+        "opened exclusively",
+    );
+    drop(excl);
+    // Read-only.
+    let ro_dir = scratch();
+    let ro_img = sparse_file(&ro_dir.path().join("ro.img"), 32 * MIB);
+    let ro = LoopDev::attach(&ro_img, &["--read-only"]);
+    cli_refuses(src.path(), &[ro.path()], &[], ro.path(), "is read-only");
+}
+
+#[test]
+fn cli_refuses_same_overlapping_and_small_targets() {
+    require_root!();
+    let (_s, src) = ext4_source();
+    cli_refuses(
+        src.path(),
+        &[src.path()],
+        &["--force"],
+        src.path(),
+        "is the source",
+    );
+    // A loop window that overlaps the source's.
+    let dir = scratch();
+    let img = sparse_file(&dir.path().join("shared.img"), 64 * MIB);
+    let a = LoopDev::attach(&img, &["--sizelimit", &(32 * MIB).to_string()]);
+    mkfs("ext4", a.path(), &[]);
+    let b = LoopDev::attach(
+        &img,
+        &[
+            "--offset",
+            &(16 * MIB).to_string(),
+            "--sizelimit",
+            &(32 * MIB).to_string(),
+        ],
+    );
+    cli_refuses(
+        a.path(),
+        &[b.path()],
+        &["--force"],
+        b.path(),
+        "overlaps the source",
+    );
+    // Two targets overlapping each other.
+    let (_t, _i, dst) = loopdev(32 * MIB);
+    stamp(dst.path());
+    cli_refuses(
+        src.path(),
+        &[dst.path(), dst.path()],
+        &[],
+        dst.path(),
+        "same device as the target",
+    );
+    // Too small.
+    let (_u, _j, small) = loopdev(16 * MIB);
+    stamp(small.path());
+    cli_refuses(
+        src.path(),
+        &[small.path()],
+        &[],
+        small.path(),
+        "is 16 MiB (16777216 bytes) but the filesystem needs 32 MiB",
+    );
+}
+
+#[test]
+fn cli_signature_needs_force_and_source_must_not_be_rw() {
+    require_root!();
+    let (sd, src) = ext4_source();
+    let (_t, _i, dst) = loopdev(32 * MIB);
+    run_ok(
+        Command::new("mkswap")
+            .args(["-q", "-L", "precious"])
+            .arg(dst.path()),
+    );
+    cli_refuses(
+        src.path(),
+        &[dst.path()],
+        &[],
+        dst.path(),
+        "swap signature (UUID ",
+    );
+    {
+        let _rw = Mounted::new(src.path(), &sd.path().join("mnt"), None);
+        cli_refuses(
+            src.path(),
+            &[dst.path()],
+            &["--force"],
+            src.path(),
+            "the source is mounted at",
+        );
+    }
+    // Read-only source and --force: the copy runs.
+    let _ro = Mounted::new(src.path(), &sd.path().join("mnt"), Some("ro"));
+    cli_copies(src.path(), dst.path(), &["--force"]);
+    assert_eq!(blkid(dst.path(), "LABEL"), "src");
+}

@@ -3,7 +3,7 @@
 //! check) and keeps its tree; a damaged copy stops before resize2fs; sizes
 //! that would shrink are refused; a mounted device is refused.
 //!
-//! The copy is made with `dd` until `reroot copy` lands.
+//! The copy is made with `reroot copy`. [`Pair`] is shared with the identity tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -14,17 +14,42 @@ const MIB: u64 = 1 << 20;
 
 /// A source filesystem with a tree on it, and a larger target holding a
 /// block copy of it.
-struct Pair {
+pub struct Pair {
     // Fields drop in order: loop devices before their scratch directory.
-    source: LoopDev,
-    target: LoopDev,
-    tree: String,
-    dir: tempfile::TempDir,
+    pub source: LoopDev,
+    pub target: LoopDev,
+    pub tree: String,
+    pub dir: tempfile::TempDir,
 }
 
 impl Pair {
     /// mkfs `fstype` on `src_mib`, fill it, copy it onto a `dst_mib` device.
-    fn new(fstype: &str, src_mib: u64, dst_mib: u64, mkfs_extra: &[&str]) -> Self {
+    pub fn new(fstype: &str, src_mib: u64, dst_mib: u64, mkfs_extra: &[&str]) -> Self {
+        Self::with_copy(fstype, src_mib, dst_mib, mkfs_extra, &[]).0
+    }
+
+    /// Like [`Pair::new`], passing `copy_extra` to `reroot copy --json`;
+    /// also returns the copy's JSON report.
+    pub fn with_copy(
+        fstype: &str,
+        src_mib: u64,
+        dst_mib: u64,
+        mkfs_extra: &[&str],
+        copy_extra: &[&str],
+    ) -> (Self, serde_json::Value) {
+        Self::build(fstype, src_mib, dst_mib, mkfs_extra, copy_extra, |_| {})
+    }
+
+    /// Like [`Pair::with_copy`], calling `prepare` on the unmounted source
+    /// device before the copy.
+    pub fn build(
+        fstype: &str,
+        src_mib: u64,
+        dst_mib: u64,
+        mkfs_extra: &[&str],
+        copy_extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> (Self, serde_json::Value) {
         let dir = common::scratch();
         let src_img = sparse_file(&dir.path().join("src.img"), src_mib * MIB);
         let dst_img = sparse_file(&dir.path().join("dst.img"), dst_mib * MIB);
@@ -36,33 +61,34 @@ impl Pair {
             common::fill_tree(m.dir(), 0x6e0f, 48 * MIB);
             common::tree_hash(m.dir())
         };
-        dd(source.path(), target.path());
-        Self {
-            dir,
+        prepare(source.path());
+        let out = common::reroot()
+            .args(["copy", "--json"])
+            .arg(source.path())
+            .arg(target.path())
+            .args(copy_extra)
+            .output()
+            .expect("running reroot copy");
+        let report = assert_ok(&out);
+        let pair = Self {
             source,
             target,
             tree,
-        }
+            dir,
+        };
+        (pair, report)
     }
 
-    fn mnt(&self, name: &str) -> PathBuf {
+    /// A path in the scratch directory.
+    pub fn mnt(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// The tree on the target, mounted read-only (nouuid: xfs twins).
-    fn target_tree(&self, opts: &str) -> String {
+    /// The tree on the target, mounted with `opts` (ro; nouuid for xfs twins).
+    pub fn target_tree(&self, opts: &str) -> String {
         let m = Mounted::new(self.target.path(), &self.mnt("dst"), Some(opts));
         common::tree_hash(m.dir())
     }
-}
-
-fn dd(from: &Path, to: &Path) {
-    run_ok(
-        Command::new("dd")
-            .arg(format!("if={}", from.display()))
-            .arg(format!("of={}", to.display()))
-            .args(["bs=4M", "conv=fsync", "status=none"]),
-    );
 }
 
 fn grow(dev: &Path, extra: &[&str]) -> Output {
@@ -74,7 +100,7 @@ fn grow(dev: &Path, extra: &[&str]) -> Output {
         .expect("running reroot grow")
 }
 
-fn json(out: &Output) -> serde_json::Value {
+pub fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
@@ -84,10 +110,10 @@ fn json(out: &Output) -> serde_json::Value {
     })
 }
 
-fn assert_ok(out: &Output) -> serde_json::Value {
+pub fn assert_ok(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
-        "reroot grow failed ({}):\n{}\n{}",
+        "reroot failed ({}):\n{}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
@@ -96,15 +122,18 @@ fn assert_ok(out: &Output) -> serde_json::Value {
 }
 
 /// `dumpe2fs -h` field `name` as a number.
-fn dumpe2fs_field(dev: &Path, name: &str) -> u64 {
+pub fn dumpe2fs_text(dev: &Path, name: &str) -> String {
     let out = run_ok(Command::new("dumpe2fs").arg("-h").arg(dev));
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}:")))
         .unwrap_or_else(|| panic!("dumpe2fs shows no {name:?}:\n{text}"))
         .trim()
-        .parse()
-        .expect("a number")
+        .to_owned()
+}
+
+fn dumpe2fs_field(dev: &Path, name: &str) -> u64 {
+    dumpe2fs_text(dev, name).parse().expect("a number")
 }
 
 /// Size of the ext filesystem on `dev` per dumpe2fs (the oracle).
@@ -113,7 +142,7 @@ fn ext_bytes(dev: &Path) -> u64 {
 }
 
 /// True when `dev` shows up in this process's mount table.
-fn is_mounted(dev: &Path) -> bool {
+pub fn is_mounted(dev: &Path) -> bool {
     let out = Command::new("findmnt")
         .arg("--source")
         .arg(dev)

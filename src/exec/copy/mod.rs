@@ -272,31 +272,31 @@ pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, Map
     if full {
         return Ok(whole("--full".into()));
     }
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
-    match ext::read_map(&file, &MapOptions::default()) {
-        Ok(map) => {
-            let summary = MapSummary {
-                kind: "ext",
-                reason: None,
-                block_size: Some(map.geometry.block_size),
-                fs_bytes: Some(map.geometry.fs_bytes),
-                used_bytes: map.used.total_bytes(),
-                extents: map.used.len(),
-                device_bytes: size,
-            };
-            Ok((map.used, summary))
-        }
-        Err(e) => match e.kind() {
-            // Not an ext filesystem we can map: copying every byte is always faithful.
-            ErrorKind::Incompatible(m) | ErrorKind::Corrupt(m) => {
-                Ok(whole(format!("no used-block map ({m}); copying every byte")))
-            }
-            _ => Err(e.stage(Stage::Map).device(path).hint(
-                "replay the journal first (mount and unmount, or e2fsck), or copy every byte with --full",
-            )),
-        },
+    let file = std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
+    let detected = ext::detect(&file).map_err(|e| e.stage(Stage::Map).device(path))?;
+    if detected.is_none() {
+        // Not ext2/3/4: copying every byte is always faithful.
+        return Ok(whole("not an ext2/3/4 filesystem; copying every byte".into()));
     }
+    let map = ext::read_map(&file, &MapOptions::default()).map_err(|e| {
+        let hint = match e.kind() {
+            ErrorKind::NeedsRecovery(_) => {
+                "replay the journal first (mount and unmount it, or e2fsck), or copy every byte with --full"
+            }
+            _ => "check it with `e2fsck -fn`, or copy every byte with --full",
+        };
+        e.stage(Stage::Map).device(path).hint(hint)
+    })?;
+    let summary = MapSummary {
+        kind: "ext",
+        reason: None,
+        block_size: Some(map.geometry.block_size),
+        fs_bytes: Some(map.geometry.fs_bytes),
+        used_bytes: map.used.total_bytes(),
+        extents: map.used.len(),
+        device_bytes: size,
+    };
+    Ok((map.used, summary))
 }
 
 fn refuse_same(source: &Device, targets: &[Device]) -> Result<()> {

@@ -1,0 +1,464 @@
+//! Fault injection with real tools: [`FaultDev`] is a loop device over a
+//! FUSE export of `qemu-storage-daemon`, whose `blkdebug` node fails reads
+//! or writes at chosen 512-byte sectors with EIO. The harness is tested with
+//! `dd`; then a read error on the source and a write error on the target
+//! must each make `reroot copy` exit 5 naming the device and the offset.
+//!
+//! Block graph: file → qcow2 → blkdebug → raw → FUSE export (a regular file)
+//! → `losetup --direct-io=on`. The raw node on top fires blkdebug's
+//! `read_aio`/`write_aio` events with the exported device's own offsets, so
+//! rule sectors are sectors of the loop device. `tools/faultdev.sh` builds
+//! the same stack by hand.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{LoopDev, Mounted, mkfs, reroot, run_ok, scratch, sh, sparse_file};
+
+const MIB: u64 = 1 << 20;
+
+/// A failing sector (512 bytes) of a [`FaultDev`].
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Reads touching this sector fail with EIO.
+    Read(u64),
+    /// Writes touching this sector fail with EIO.
+    Write(u64),
+}
+
+/// blkdebug's rule file: one `[inject-error]` section per fault, each only
+/// for its I/O type, on every matching request (`once = "off"`).
+fn blkdebug_rules(faults: &[Fault]) -> String {
+    let mut s = String::new();
+    for f in faults {
+        let (event, iotype, sector) = match *f {
+            Fault::Read(n) => ("read_aio", "read", n),
+            Fault::Write(n) => ("write_aio", "write", n),
+        };
+        s.push_str(&format!(
+            "[inject-error]\nevent = \"{event}\"\niotype = \"{iotype}\"\nerrno = \"5\"\n\
+             sector = \"{sector}\"\nonce = \"off\"\n\n"
+        ));
+    }
+    s
+}
+
+/// True when `path` is a mount point in our mount namespace.
+fn is_mounted(path: &Path) -> bool {
+    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    reroot::probe::mountinfo::parse(&text)
+        .map(|ms| ms.iter().any(|m| m.mount_point == path))
+        .unwrap_or(false)
+}
+
+/// True when fault injection can run here: root, the qemu tools, FUSE.
+pub fn available() -> bool {
+    if !crate::common::is_root() {
+        eprintln!("SKIP: fault injection needs root");
+        return false;
+    }
+    for tool in ["qemu-img", "qemu-storage-daemon", "losetup"] {
+        if !crate::common::have_tool(tool) {
+            eprintln!("SKIP: `{tool}` is not installed (.ci/run installs qemu-utils)");
+            return false;
+        }
+    }
+    if !Path::new("/dev/fuse").exists() {
+        let _ = Command::new("modprobe").arg("fuse").status();
+    }
+    if !Path::new("/dev/fuse").exists() {
+        eprintln!("SKIP: no /dev/fuse (modprobe fuse failed)");
+        return false;
+    }
+    true
+}
+
+/// A block device that fails I/O at chosen sectors. Drop detaches the loop
+/// device, stops exactly the daemon it started (SIGTERM, then SIGKILL),
+/// makes sure the export is unmounted and removes the files.
+pub struct FaultDev {
+    dir: tempfile::TempDir,
+    export: PathBuf,
+    daemon: Option<Child>,
+    loopdev: Option<PathBuf>,
+}
+
+impl FaultDev {
+    /// A zero-filled device of `size` bytes.
+    pub fn blank(size: u64, faults: &[Fault]) -> Self {
+        Self::build(faults, |qcow| {
+            run_ok(
+                Command::new("qemu-img")
+                    .args(["create", "-q", "-f", "qcow2"])
+                    .arg(qcow)
+                    .arg(size.to_string()),
+            );
+        })
+    }
+
+    /// A device holding a copy of the raw image `raw`.
+    pub fn from_raw(raw: &Path, faults: &[Fault]) -> Self {
+        Self::build(faults, |qcow| {
+            run_ok(
+                Command::new("qemu-img")
+                    .args(["convert", "-q", "-f", "raw", "-O", "qcow2"])
+                    .arg(raw)
+                    .arg(qcow),
+            );
+        })
+    }
+
+    fn build(faults: &[Fault], make_image: impl FnOnce(&Path)) -> Self {
+        let dir = scratch();
+        let qcow = dir.path().join("disk.qcow2");
+        make_image(&qcow);
+        let rules = dir.path().join("blkdebug.conf");
+        fs::write(&rules, blkdebug_rules(faults)).unwrap();
+        let export = dir.path().join("export.raw");
+        fs::write(&export, b"").unwrap();
+        let log = fs::File::create(dir.path().join("qsd.log")).unwrap();
+        let daemon = Command::new("qemu-storage-daemon")
+            .arg("--blockdev")
+            .arg(format!(
+                "driver=file,node-name=file0,filename={}",
+                qcow.display()
+            ))
+            .args(["--blockdev", "driver=qcow2,node-name=qcow0,file=file0"])
+            .arg("--blockdev")
+            .arg(format!(
+                "driver=blkdebug,node-name=debug0,image=qcow0,config={}",
+                rules.display()
+            ))
+            .args(["--blockdev", "driver=raw,node-name=raw0,file=debug0"])
+            .arg("--export")
+            .arg(format!(
+                "type=fuse,id=exp0,node-name=raw0,mountpoint={},writable=on",
+                export.display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting qemu-storage-daemon");
+        // From here on, Drop cleans up whatever exists.
+        let mut dev = Self {
+            dir,
+            export,
+            daemon: Some(daemon),
+            loopdev: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !is_mounted(&dev.export) {
+            if let Some(status) = dev
+                .daemon
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "qemu-storage-daemon exited ({status}) before exporting:\n{}",
+                    dev.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "FUSE export did not appear:\n{}",
+                dev.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = run_ok(
+            Command::new("losetup")
+                .args(["--find", "--show", "--direct-io=on"])
+                .arg(&dev.export),
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(path.starts_with("/dev"), "losetup printed {path:?}");
+        dev.loopdev = Some(path);
+        dev
+    }
+
+    /// The loop device that fails.
+    pub fn path(&self) -> &Path {
+        self.loopdev.as_deref().expect("attached in build")
+    }
+
+    /// The daemon's pid.
+    pub fn daemon_pid(&self) -> u32 {
+        self.daemon.as_ref().expect("started in build").id()
+    }
+
+    /// The FUSE export (a regular file).
+    pub fn export(&self) -> &Path {
+        &self.export
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("qsd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for FaultDev {
+    fn drop(&mut self) {
+        if let Some(dev) = self.loopdev.take() {
+            let _ = Command::new("losetup").arg("-d").arg(&dev).status();
+        }
+        if let Some(mut child) = self.daemon.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+            // SIGTERM lets the daemon unmount its FUSE export itself.
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        if is_mounted(&self.export) {
+            let _ = Command::new("umount").arg("-l").arg(&self.export).status();
+        }
+    }
+}
+
+/// `dd` one `bs`-byte block at block index `at` with O_DIRECT; true on success.
+fn dd(dev: &Path, write: bool, bs: u64, at: u64) -> bool {
+    let mut cmd = Command::new("dd");
+    cmd.arg(format!("bs={bs}"))
+        .arg("count=1")
+        .arg("status=none");
+    if write {
+        cmd.arg("if=/dev/zero")
+            .arg(format!("of={}", dev.display()))
+            .arg(format!("seek={at}"))
+            .arg("oflag=direct")
+            .arg("conv=notrunc");
+    } else {
+        cmd.arg(format!("if={}", dev.display()))
+            .arg("of=/dev/null")
+            .arg(format!("skip={at}"))
+            .arg("iflag=direct");
+    }
+    let out = cmd.output().expect("running dd");
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Input/output error"),
+            "dd failed otherwise: {err}"
+        );
+    }
+    out.status.success()
+}
+
+#[test]
+fn harness_fails_exactly_the_chosen_sectors() {
+    if !available() {
+        return;
+    }
+    let (bad_read, bad_write) = (40_960u64, 81_920u64);
+    let dev = FaultDev::blank(64 * MIB, &[Fault::Read(bad_read), Fault::Write(bad_write)]);
+    let pid = dev.daemon_pid();
+    let loopdev = dev.path().to_path_buf();
+    let export = dev.export().to_path_buf();
+    assert_eq!(
+        fs::metadata(dev.path())
+            .map(|m| std::os::unix::fs::MetadataExt::rdev(&m) != 0)
+            .ok(),
+        Some(true)
+    );
+    // Reads: the bad sector fails, its neighbours and other places do not.
+    assert!(!dd(dev.path(), false, 512, bad_read));
+    assert!(
+        !dd(dev.path(), false, 4096, bad_read / 8),
+        "a 4K read covering it"
+    );
+    assert!(dd(dev.path(), false, 512, bad_read + 1));
+    assert!(dd(dev.path(), false, 512, bad_read - 1));
+    assert!(dd(dev.path(), false, MIB, 0));
+    // Writes: only the write rule's sector fails; reads of it work.
+    assert!(!dd(dev.path(), true, 512, bad_write));
+    assert!(dd(dev.path(), true, 512, bad_write + 8));
+    assert!(
+        dd(dev.path(), true, 512, bad_read),
+        "a read fault is not a write fault"
+    );
+    assert!(dd(dev.path(), false, 512, bad_write));
+    // Data written elsewhere comes back.
+    sh(&format!(
+        "printf reroot | dd of={} bs=512 seek=8 conv=sync,notrunc oflag=direct status=none",
+        dev.path().display()
+    ));
+    let back = sh(&format!(
+        "dd if={} bs=512 skip=8 count=1 iflag=direct status=none | head -c 6",
+        dev.path().display()
+    ));
+    assert_eq!(back, "reroot");
+
+    drop(dev);
+    // Nothing left: loop detached, daemon gone, export unmounted.
+    let backing = fs::read_to_string(format!(
+        "/sys/block/{}/loop/backing_file",
+        loopdev.file_name().unwrap().to_string_lossy()
+    ))
+    .unwrap_or_default();
+    assert!(
+        !backing.contains(&*export.to_string_lossy()),
+        "loop still attached"
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "daemon still running"
+    );
+    assert!(!is_mounted(&export));
+    assert!(!export.exists(), "scratch files removed");
+}
+
+/// An ext4 image with a 16 MiB file `/big`; returns the image and the byte
+/// offset of one of that file's blocks (which a used-block copy must read
+/// and write).
+fn ext4_image_with_file(dir: &Path) -> (PathBuf, u64) {
+    let img = sparse_file(&dir.join("src.img"), 64 * MIB);
+    mkfs("ext4", &img, &["-b", "4096"]);
+    {
+        let dev = LoopDev::attach(&img, &[]);
+        let m = Mounted::new(dev.path(), &dir.join("mnt"), None);
+        sh(&format!(
+            "head -c {} /dev/urandom > {}/big && sync",
+            16 * MIB,
+            m.dir().display()
+        ));
+    }
+    // Logical block 1000 of /big: its physical block, from debugfs.
+    let out = run_ok(
+        Command::new("debugfs")
+            .args(["-R", "bmap /big 1000"])
+            .arg(&img),
+    );
+    let block: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("debugfs bmap prints a block number");
+    assert!(block > 0);
+    (img, block * 4096)
+}
+
+/// Run `reroot [--json] copy --force` (the target may carry a signature
+/// from an earlier failed run); returns the exit code and stdout or stderr.
+fn copy(src: &Path, dst: &Path, engine: &str, json: bool) -> (i32, String) {
+    let mut cmd = reroot();
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd
+        .args(["copy", "--force", "--engine", engine, "--chunk-size", "1M"])
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("running reroot");
+    let text = if json { &out.stdout } else { &out.stderr };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(text).into_owned(),
+    )
+}
+
+/// A failed copy to a fresh target from `make_target`, once with `--json`
+/// and once without: both exit 5, the JSON error and the message name the
+/// failing device and an offset containing `bad_byte`. (A fresh target per
+/// run: a just-ended io_uring run may still hold the last one for a moment.)
+fn assert_copy_fails_at<T>(
+    src: &Path,
+    make_target: impl Fn() -> T,
+    target_path: impl Fn(&T) -> PathBuf,
+    failing: impl Fn(&T) -> PathBuf,
+    bad_byte: u64,
+) {
+    for engine in ["uring", "sync"] {
+        let t = make_target();
+        let (code, out) = copy(src, &target_path(&t), engine, true);
+        let doc: serde_json::Value = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("{engine}: stdout is not JSON ({e}):\n{out}"));
+        assert_eq!(code, 5, "{engine}: {doc:#}");
+        let dev = failing(&t);
+        let off = assert_json_names(&doc, &dev, bad_byte);
+        drop(t);
+        let t = make_target();
+        let dev = failing(&t);
+        let (code, err) = copy(src, &target_path(&t), engine, false);
+        assert_eq!(code, 5, "{engine}: {err}");
+        assert!(err.contains(&dev.display().to_string()), "{engine}: {err}");
+        assert!(
+            err.contains(&format!("byte offset {off}")),
+            "{engine}: {err}"
+        );
+    }
+}
+
+/// The JSON error is an I/O error (exit 5) on `dev` whose offset is the
+/// failing byte or the start of the 1 MiB chunk containing it; returns it.
+fn assert_json_names(doc: &serde_json::Value, dev: &Path, bad_byte: u64) -> u64 {
+    let e = &doc["error"];
+    assert_eq!(e["kind"], "io", "{doc:#}");
+    assert_eq!(e["exit_code"], 5, "{doc:#}");
+    assert_eq!(e["device"], dev.display().to_string(), "{doc:#}");
+    let off = e["offset"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no offset: {doc:#}"));
+    assert!(
+        off <= bad_byte && bad_byte < off + MIB,
+        "offset {off} does not contain the failing byte {bad_byte}: {doc:#}"
+    );
+    off
+}
+
+#[test]
+fn copy_reports_a_source_read_error() {
+    if !available() {
+        return;
+    }
+    require_tool!("debugfs");
+    let dir = scratch();
+    let (img, bad_byte) = ext4_image_with_file(dir.path());
+    let src = FaultDev::from_raw(&img, &[Fault::Read(bad_byte / 512)]);
+    let dst_img = dir.path().join("dst.img");
+    assert_copy_fails_at(
+        src.path(),
+        || LoopDev::attach(&sparse_file(&dst_img, 64 * MIB), &[]),
+        |t| t.path().to_path_buf(),
+        |_| src.path().to_path_buf(),
+        bad_byte,
+    );
+}
+
+#[test]
+fn copy_reports_a_target_write_error() {
+    if !available() {
+        return;
+    }
+    require_tool!("debugfs");
+    let dir = scratch();
+    let (img, bad_byte) = ext4_image_with_file(dir.path());
+    let src = LoopDev::attach(&img, &[]);
+    assert_copy_fails_at(
+        src.path(),
+        || FaultDev::blank(64 * MIB, &[Fault::Write(bad_byte / 512)]),
+        |t| t.path().to_path_buf(),
+        |t| t.path().to_path_buf(),
+        bad_byte,
+    );
+}
+
+#[test]
+fn rules_file_has_one_section_per_fault() {
+    let r = blkdebug_rules(&[Fault::Read(8), Fault::Write(16)]);
+    assert_eq!(r.matches("[inject-error]").count(), 2);
+    assert!(r.contains("event = \"read_aio\"\niotype = \"read\""));
+    assert!(r.contains("event = \"write_aio\"\niotype = \"write\""));
+    assert!(r.contains("sector = \"16\""));
+}
