@@ -272,11 +272,14 @@ pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, Map
     if full {
         return Ok(whole("--full".into()));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
+    let file =
+        std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
     let detected = ext::detect(&file).map_err(|e| e.stage(Stage::Map).device(path))?;
     if detected.is_none() {
         // Not ext2/3/4: copying every byte is always faithful.
-        return Ok(whole("not an ext2/3/4 filesystem; copying every byte".into()));
+        return Ok(whole(
+            "not an ext2/3/4 filesystem; copying every byte".into(),
+        ));
     }
     let map = ext::read_map(&file, &MapOptions::default()).map_err(|e| {
         let hint = match e.kind() {
