@@ -7,5 +7,6 @@
 
 pub mod copy;
 pub mod grow;
+pub mod identity;
 pub mod services;
 pub mod target;
