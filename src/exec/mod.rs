@@ -5,11 +5,13 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod check;
 pub mod claim;
 pub mod copy;
 pub mod e2fs;
 pub mod event;
 pub mod grow;
 pub mod identity;
+pub mod quiesce;
 pub mod temp_mount;
 pub mod tools;

@@ -8,5 +8,7 @@
 pub mod copy;
 pub mod grow;
 pub mod identity;
+pub mod preflight;
+pub mod quiesce;
 pub mod services;
 pub mod target;

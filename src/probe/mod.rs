@@ -16,6 +16,7 @@ pub mod loops;
 pub mod maps;
 pub mod mountinfo;
 pub mod process;
+pub mod rootfs;
 pub mod signature;
 pub mod swaps;
 pub mod unix;
