@@ -162,8 +162,13 @@ pub fn device_names(root: &SysRoot, dev: &Path) -> Result<DeviceNames> {
         .ok()
         .and_then(|f| fs_superblock::read(&f).ok().flatten());
     let links = links_to(root, &node);
+    // Live form (/dev/...), whatever the fixture root, to compare with fstab.
+    let path = match node.strip_prefix(&root.dev_dir) {
+        Ok(rel) => Path::new("/dev").join(rel),
+        Err(_) => node,
+    };
     Ok(DeviceNames {
-        path: node,
+        path,
         devno,
         fs_uuid: fs.as_ref().map(|s| s.uuid.clone()),
         fs_label: fs.map(|s| s.label).filter(|l| !l.is_empty()),
