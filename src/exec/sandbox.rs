@@ -177,6 +177,29 @@ impl Default for SandboxOptions {
     }
 }
 
+impl SandboxOptions {
+    /// The defaults plus what a migration inside the sandbox needs: the
+    /// `reroot` binary at `/usr/sbin/reroot` and the host's e2fsprogs
+    /// (`e2fsck`, `tune2fs`, `resize2fs`, `dumpe2fs`) in `/sbin`, each with
+    /// its libraries. Tools missing on the host are left out.
+    pub fn for_migration(reroot_exe: &Path) -> Self {
+        let mut o = Self::default();
+        o.host_binaries.push(HostBinary {
+            from: reroot_exe.to_path_buf(),
+            to: "/usr/sbin/reroot".into(),
+        });
+        for t in ["e2fsck", "tune2fs", "resize2fs", "dumpe2fs"] {
+            if let Some(from) = host_tool(t) {
+                o.host_binaries.push(HostBinary {
+                    from,
+                    to: Path::new("/sbin").join(t),
+                });
+            }
+        }
+        o
+    }
+}
+
 /// Where a scenario writes its exit code to power the sandbox off: init
 /// exits with it, which ends the PID namespace (and so the boot command).
 pub const SCENARIO_DONE: &str = "/run/sandbox/poweroff";
