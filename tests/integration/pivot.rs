@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use reroot::exec::sandbox::{self, Boot, CgroupDir, SandboxOptions};
 use reroot::probe::mountinfo::{self, Mount};
 
-use crate::common::{LoopDev, Mounted, mkfs, run_ok, scratch, sparse_file};
+use crate::common::{LoopDev, mkfs, run_ok, scratch, sparse_file};
 
 /// A sandbox image on a loop device plus an empty target of the same size.
 struct Rig {
@@ -80,16 +80,18 @@ impl Rig {
         let dir = scratch();
         let old = LoopDev::attach(&sparse_file(&dir.path().join("old.img"), 192 << 20), &[]);
         let new = LoopDev::attach(&sparse_file(&dir.path().join("new.img"), 192 << 20), &[]);
-        mkfs("ext4", old.path(), &["-L", "sandbox-root"]);
-        {
-            let m = Mounted::new(old.path(), &dir.path().join("populate"), None);
-            let mut opts = SandboxOptions::for_migration(Path::new(env!("CARGO_BIN_EXE_reroot")));
-            opts.scenario = Some(scenario.to_owned());
-            if let Some(f) = fstab_root(old.path()) {
-                opts.fstab_root = f;
-            }
-            sandbox::build(m.dir(), &opts).expect("building the sandbox root");
+        // Built in a directory and put on the filesystem by mke2fs -d: the
+        // image is never mounted on the machine.
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        let mut opts = SandboxOptions::for_migration(Path::new(env!("CARGO_BIN_EXE_reroot")));
+        opts.scenario = Some(scenario.to_owned());
+        if let Some(f) = fstab_root(old.path()) {
+            opts.fstab_root = f;
         }
+        sandbox::build(&tree, &opts).expect("building the sandbox root");
+        let tree_arg = tree.display().to_string();
+        mkfs("ext4", old.path(), &["-L", "sandbox-root", "-d", &tree_arg]);
         fs::create_dir_all(dir.path().join("nsroot")).unwrap();
         let name = format!(
             "reroot-pivot-test-{}-{}",
@@ -522,7 +524,8 @@ fn pivot_survives_the_operator_session_hanging_up() {
 
 const HUMAN_SCENARIO: &str = r#"
 reroot pivot "$SANDBOX_NEW" --oldroot /oldroot --restart list >/run/pivot.out 2>/run/pivot.err
-sec pivot_rc; echo $?
+rc=$?
+sec pivot_rc; echo $rc
 sec out; cat /run/pivot.out
 sec err; cat /run/pivot.err
 sec after; cat /proc/self/mountinfo
@@ -711,4 +714,62 @@ fn finish_refuses_while_processes_and_namespaces_hold_the_old_root() {
     assert_eq!(Rig::uuid(rig.old.path()), before, "--keep-old-identity");
     // Both roots carry LABEL=sandbox-root: the fstab entry is flagged.
     assert_eq!(f2["fstab"]["verdict"], "warn", "{f2:#}");
+}
+
+const ROLLBACK_SCENARIO: &str = r#"
+sec before; cat /proc/self/mountinfo
+reroot pivot "$SANDBOX_NEW" --json >/run/pivot.json 2>/run/pivot.err
+rc=$?
+sec pivot_rc; echo $rc
+sec pivot; cat /run/pivot.json
+sec after; cat /proc/self/mountinfo
+sec stage; ls -a /run/reroot/
+sec log; cat /run/reroot/pivot.log
+sec end
+done_rc 0
+"#;
+
+#[test]
+fn pivot_onto_a_non_root_filesystem_is_undone() {
+    require_root!();
+    if skip_without_tools() {
+        return;
+    }
+    let rig = Rig::new(&format!("{PRELUDE}{ROLLBACK_SCENARIO}"));
+    // An empty ext4, not a copy of the root: refused after mounting it.
+    mkfs("ext4", rig.new.path(), &[]);
+    let run = rig.boot(Duration::from_secs(120));
+    run.assert_ok();
+    assert_eq!(
+        run.section("pivot_rc").trim(),
+        "3",
+        "{}\n{}",
+        run.section("log"),
+        run.section("pivot")
+    );
+    let rep = run.json("pivot");
+    assert_eq!(rep["pivoted"], false);
+    assert_eq!(rep["rolled_back"], true, "{rep:#}");
+    assert_eq!(rep["error_kind"], "refused");
+    assert!(
+        rep["hint"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed")
+    );
+    // The mount table is exactly as before: the staging tmpfs and the new
+    // root were unmounted again, nothing else was touched.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(strip(run.section("before")), strip(run.section("after")));
+    assert!(
+        !run.section("stage").contains("stage"),
+        "{}",
+        run.section("stage")
+    );
+    assert!(run.section("log").contains("undo: umount"));
 }
