@@ -8,6 +8,7 @@
 pub mod copy;
 pub mod finish;
 pub mod grow;
+pub mod identity;
 pub mod pivot;
 pub mod preflight;
 pub mod quiesce;
