@@ -6,7 +6,10 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod copy;
+pub mod finish;
 pub mod grow;
+pub mod identity;
+pub mod pivot;
 pub mod preflight;
 pub mod quiesce;
 pub mod services;

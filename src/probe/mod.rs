@@ -5,9 +5,12 @@
 //! ioctls that only query), never `plan` or `exec`.
 
 pub mod cgroup;
+pub mod cmdline;
 pub mod device;
+pub mod devlinks;
 pub mod fdinfo;
 pub mod fs_superblock;
+pub mod fstab;
 pub mod init;
 pub mod loops;
 pub mod maps;
