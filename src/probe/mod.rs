@@ -9,6 +9,7 @@ pub mod device;
 pub mod fdinfo;
 pub mod fs_superblock;
 pub mod init;
+pub mod loadavg;
 pub mod loops;
 pub mod maps;
 pub mod mountinfo;
