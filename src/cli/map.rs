@@ -31,7 +31,9 @@ Without this flag a failed checksum is an error (exit code 6): run `e2fsck -f` f
         long_help = "Accept a filesystem whose journal needs recovery, i.e. one mounted \
 read-write or not cleanly unmounted. Its on-disk bitmaps may lag behind recent allocations, \
 so the map is a best-effort snapshot (fine for a live pre-copy that a later delta pass \
-corrects). Without this flag such a filesystem is refused with exit code 6 and a hint."
+corrects); checksum mismatches, normal while bitmaps and descriptors are written back at \
+different times, are then warnings. Without this flag such a filesystem is refused with exit \
+code 6 and a hint."
     )]
     pub live: bool,
     /// Print ranges as filesystem block numbers instead of bytes.

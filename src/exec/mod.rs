@@ -6,11 +6,17 @@
 //! `plan`, `sys`.
 
 pub mod bench;
+pub mod check;
 pub mod claim;
 pub mod copy;
 pub mod e2fs;
 pub mod event;
+pub mod finish;
 pub mod grow;
 pub mod identity;
+pub mod pivot;
+pub mod quiesce;
+pub mod sandbox;
+pub mod services;
 pub mod temp_mount;
 pub mod tools;

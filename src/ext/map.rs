@@ -30,8 +30,9 @@ fn read_superblock(dev: &(impl ReadAt + ?Sized), off: u64) -> Result<Superblock>
     Ok(Superblock::parse(&raw))
 }
 
-/// The primary superblock's layout; or, when it is unusable, the first
-/// backup that is (with a warning); or the primary's error.
+/// The primary superblock's layout; or, when it carries the ext magic but is
+/// otherwise unusable (bad fields or checksum), the first backup that is
+/// (with a warning); or the primary's error.
 fn load_layout(
     dev: &(impl ReadAt + ?Sized),
     dev_size: u64,
@@ -67,7 +68,49 @@ fn load_layout(
         Err(e) if matches!(e.kind(), ErrorKind::Incompatible(_)) => return Err(e),
         Err(e) => e,
     };
-    for off in backup_candidates(&primary, dev_size) {
+    let backup = find_backup(dev, &primary, dev_size);
+    if primary.s_magic != EXT4_SUPER_MAGIC {
+        // No ext signature at all: this may be another filesystem made over
+        // an old ext one, whose backups survive. Mapping from them would
+        // drop the new filesystem's data, so only say where a backup is.
+        return Err(match backup {
+            Some(l) => {
+                let g = u64::from(l.sb.s_block_group_nr);
+                primary_err.hint(format!(
+                    "no ext superblock at byte {SUPERBLOCK_OFFSET}, but a backup superblock of \
+                     group {g} is at byte {}: if this really is a damaged ext filesystem, \
+                     repair it with `e2fsck -b {} -B {}`; otherwise it holds something else",
+                    l.sb_offset,
+                    l.group_first_block(g),
+                    l.block_size
+                ))
+            }
+            None => primary_err,
+        });
+    }
+    if let Some(l) = backup {
+        let g = u64::from(l.sb.s_block_group_nr);
+        warnings.push(format!(
+            "the primary superblock is damaged ({}); using the backup superblock of \
+             group {g} at byte {}, with its (older) group descriptors: BLOCK_UNINIT flags and \
+             bitmap checksums are not trusted. Repair with `e2fsck -b {} -B {}`",
+            primary_err.kind(),
+            l.sb_offset,
+            l.group_first_block(g),
+            l.block_size
+        ));
+        return Ok(l);
+    }
+    Err(primary_err)
+}
+
+/// The first backup superblock that is valid and describes itself.
+fn find_backup(
+    dev: &(impl ReadAt + ?Sized),
+    primary: &Superblock,
+    dev_size: u64,
+) -> Option<Layout> {
+    for off in backup_candidates(primary, dev_size) {
         let Ok(sb) = read_superblock(dev, off) else {
             continue;
         };
@@ -82,20 +125,14 @@ fn load_layout(
         if !l.sb.checksum_ok() || g == 0 || g >= l.groups || l.byte(l.group_first_block(g)) != off {
             continue;
         }
-        warnings.push(format!(
-            "the primary superblock is unusable ({primary_err}); using the backup superblock of \
-             group {g} at byte {off}, with its (older) group descriptors: BLOCK_UNINIT flags and \
-             bitmap checksums are not trusted. Repair with `e2fsck -b {} -B {}`",
-            l.group_first_block(g),
-            l.block_size
-        ));
-        return Ok(l);
+        return Some(l);
     }
-    Err(primary_err)
+    None
 }
 
 /// Refuse (or warn about) a filesystem whose on-disk bitmaps may be stale.
-fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Result<()> {
+/// Returns true when the map is a live, best-effort one.
+fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Result<bool> {
     let sb = &l.sb;
     let stale = if sb.needs_recovery() {
         Some("its journal needs recovery (it is mounted read-write, or was not cleanly unmounted)")
@@ -120,13 +157,15 @@ fn check_state(l: &Layout, opts: &MapOptions, warnings: &mut Vec<String>) -> Res
             ));
         }
         warnings.push(format!(
-            "{why}: this live map is best-effort; blocks allocated since the last commit are missing"
+            "{why}: this live map is best-effort; blocks allocated since the last commit are \
+             missing, and checksum mismatches (bitmaps and descriptors written back at \
+             different times) are only warnings"
         ));
     }
     if sb.s_state & EXT2_ERROR_FS != 0 {
         warnings.push("the filesystem is marked as having errors: run `e2fsck -f`".to_string());
     }
-    Ok(())
+    Ok(stale.is_some())
 }
 
 /// Read `items` (key, block) in order, coalescing consecutive blocks into
@@ -296,7 +335,13 @@ pub(crate) fn read_map(dev: &(impl ReadAt + ?Sized), opts: &MapOptions) -> Resul
         .map_err(|e| Error::io("finding the device size", e))?;
     let mut warnings = Vec::new();
     let l = load_layout(dev, dev_size, opts, &mut warnings)?;
-    check_state(&l, opts, &mut warnings)?;
+    // A mounted filesystem writes bitmaps and descriptors back at different
+    // times, so their checksums disagree now and then: a live map is lenient.
+    let live = check_state(&l, opts, &mut warnings)?;
+    let opts = &MapOptions {
+        ignore_csum: opts.ignore_csum || live,
+        ..*opts
+    };
     let backup = l.sb_offset != SUPERBLOCK_OFFSET;
     let descs = read_descriptors(dev, &l, opts, &mut warnings)?;
     let has_gd_csum = l.checksums != Checksums::None;

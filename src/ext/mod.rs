@@ -161,6 +161,12 @@ pub struct FsMap {
 
 /// Read the used-block map of the ext2/3/4 filesystem on `dev`.
 ///
+/// A primary superblock that has the ext magic but is damaged (fields that
+/// do not add up, a bad checksum) is replaced by the first valid backup, with
+/// a warning. One without the magic is an error even when backups survive
+/// (another filesystem made over an old ext one keeps them); the hint names
+/// the backup for `e2fsck -b`.
+///
 /// Errors: [`ErrorKind::Corrupt`](crate::ErrorKind::Corrupt) (bad magic,
 /// inconsistent sizes, metadata outside the fs, failed checksums unless
 /// `ignore_csum`), [`ErrorKind::Incompatible`](crate::ErrorKind::Incompatible)

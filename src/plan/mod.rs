@@ -7,6 +7,11 @@
 
 pub mod bench;
 pub mod copy;
+pub mod finish;
 pub mod grow;
+pub mod identity;
+pub mod pivot;
+pub mod preflight;
+pub mod quiesce;
 pub mod services;
 pub mod target;

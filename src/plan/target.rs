@@ -265,31 +265,27 @@ fn article(s: &str) -> &'static str {
     }
 }
 
-/// The rules for one target against the source.
-fn check_one(
-    source: &DeviceFacts,
-    target: &DeviceFacts,
-    needed_bytes: u64,
-    force: bool,
-) -> Vec<Refusal> {
-    let mut out = Vec::new();
+/// Same device, shared storage, or one stored on the other.
+fn against_source(source: &DeviceFacts, target: &DeviceFacts) -> Option<Refusal> {
     let src = source.path.display();
     if target.same_as(source) {
-        out.push(Refusal::new(
+        return Some(Refusal::new(
             target,
             Rule::SameAsSource,
             format!("is the source {src} itself"),
             "give a different target device".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&target.footprint, &source.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&target.footprint, &source.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!("overlaps the source {src}: both use {}", where_(span, s, e)),
             "pick a target that shares no storage with the source".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&target.host_footprint, &source.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&target.host_footprint, &source.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!(
@@ -298,8 +294,9 @@ fn check_one(
             ),
             "put the target on another filesystem or device".into(),
         ));
-    } else if let Some((span, s, e)) = first_overlap(&source.host_footprint, &target.footprint) {
-        out.push(Refusal::new(
+    }
+    if let Some((span, s, e)) = first_overlap(&source.host_footprint, &target.footprint) {
+        return Some(Refusal::new(
             target,
             Rule::Overlap,
             format!(
@@ -308,6 +305,20 @@ fn check_one(
             ),
             "pick a target that does not hold the source".into(),
         ));
+    }
+    None
+}
+
+/// The rules for one target: against the source when there is one, then on its own.
+fn check_one(
+    source: Option<&DeviceFacts>,
+    target: &DeviceFacts,
+    needed_bytes: u64,
+    force: bool,
+) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    if let Some(source) = source {
+        out.extend(against_source(source, target));
     }
     if !target.mounts.is_empty() {
         out.push(Refusal::new(
@@ -401,6 +412,22 @@ fn check_one(
 /// This is `check --target`, where the source is still the live root.
 pub fn check_targets(
     source: &DeviceFacts,
+    targets: &[DeviceFacts],
+    needed_bytes: u64,
+    force: bool,
+) -> Vec<Refusal> {
+    targets_rules(Some(source), targets, needed_bytes, force)
+}
+
+/// Devices about to be overwritten with no source to protect (`bench`'s
+/// scratch targets): not mounted, held, opened exclusively or read-only,
+/// not overlapping each other, no signature unless `force`.
+pub fn check_scratch(targets: &[DeviceFacts], force: bool) -> Vec<Refusal> {
+    targets_rules(None, targets, 0, force)
+}
+
+fn targets_rules(
+    source: Option<&DeviceFacts>,
     targets: &[DeviceFacts],
     needed_bytes: u64,
     force: bool,
@@ -907,6 +934,28 @@ mod tests {
             rules(&r),
             [Rule::ReadOnly, Rule::TooSmall, Rule::TargetsOverlap]
         );
+    }
+
+    #[test]
+    fn scratch_targets_have_no_source_rules() {
+        let mut a = block(1, MIB);
+        a.mounts = vec![mount("loop1", "/x", true, None)];
+        let mut b = block(2, MIB);
+        b.signatures = vec![Signature {
+            kind: SignatureKind::Swap,
+            offset: 4086,
+            uuid: None,
+            label: None,
+            detail: None,
+            fs_bytes: None,
+        }];
+        let c = block(2, MIB);
+        let r = check_scratch(&[a, b.clone(), c], false);
+        assert_eq!(
+            rules(&r),
+            [Rule::Mounted, Rule::Signature, Rule::TargetsOverlap]
+        );
+        assert!(check_scratch(&[b], true).is_empty());
     }
 
     #[test]

@@ -331,6 +331,7 @@ fn is_gone(e: &io::Error) -> bool {
 
 /// What reading one process gave.
 enum Seen {
+    /// Exited, a zombie or a kernel thread.
     Gone,
     Unreadable,
     Read,
@@ -426,6 +427,13 @@ impl Scanner<'_> {
 
     /// Read one process. Fills `out` with its uses of the filesystem.
     fn process(&mut self, base: &Path, out: &mut ProcessUse) -> Seen {
+        // Kernel threads and zombies have no executable: nothing to find
+        // (a kernel thread's cwd and root are init's, which would mislead).
+        if let Err(e) = statx_cached(&base.join("exe")) {
+            if is_gone(&e) {
+                return Seen::Gone;
+            }
+        }
         out.exe = self.link(base, "exe");
         out.cwd = self.link(base, "cwd");
         out.root = self.link(base, "root");
@@ -694,6 +702,7 @@ mod tests {
         fs::create_dir_all(b.join("proc/11/fd")).unwrap();
         link(b, "proc/11/ns/mnt", "mnt:[100]");
         // pid 12: another mount namespace with the fs mounted; cwd on it.
+        link(b, "proc/12/exe", "/dev/null");
         link(b, "proc/12/cwd", data.join("etc"));
         put(b, "proc/12/maps", "");
         fs::create_dir_all(b.join("proc/12/fd")).unwrap();
@@ -707,8 +716,12 @@ mod tests {
             ),
         );
         // pid 13: fd dir unreadable stands for "permission denied" (a file).
+        link(b, "proc/13/exe", "/dev/null");
         put(b, "proc/13/maps", "");
         put(b, "proc/13/fd", "");
+        // pid 15: a kernel thread (no exe): not even counted.
+        link(b, "proc/15/cwd", &data);
+        put(b, "proc/15/maps", "");
         // pid 14: skipped by the filter.
         link(b, "proc/14/cwd", &data);
         put(b, "proc/14/maps", "");

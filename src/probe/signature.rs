@@ -129,7 +129,7 @@ pub struct ReadError {
 type Result<T> = std::result::Result<T, ReadError>;
 
 /// Read `len` bytes at `off`, or `None` when that range is not inside `size`.
-fn read(dev: &dyn ReadAt, size: u64, off: u64, len: usize) -> Result<Option<Vec<u8>>> {
+fn read<R: ReadAt + ?Sized>(dev: &R, size: u64, off: u64, len: usize) -> Result<Option<Vec<u8>>> {
     if off.checked_add(len as u64).is_none_or(|end| end > size) {
         return Ok(None);
     }
@@ -212,7 +212,7 @@ const EXT4_INCOMPAT_EXT4_ONLY: u32 = 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x100
 const EXT4_RO_COMPAT_EXT4_ONLY: u32 = 0x8 | 0x10 | 0x20 | 0x40 | 0x200 | 0x400;
 const EXT4_FEATURE_INCOMPAT_64BIT: u32 = 0x80;
 
-fn ext(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn ext<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     let Some(sb) = read(dev, size, 1024, 1024)? else {
         return Ok(None);
     };
@@ -244,7 +244,7 @@ fn ext(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
     Ok(Some(s))
 }
 
-fn xfs(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn xfs<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     let Some(sb) = read(dev, size, 0, 120)? else {
         return Ok(None);
     };
@@ -260,7 +260,7 @@ fn xfs(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
 
 const BTRFS_SUPER: u64 = 65536;
 
-fn btrfs(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn btrfs<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     let Some(sb) = read(dev, size, BTRFS_SUPER, 0x12b + 256)? else {
         return Ok(None);
     };
@@ -275,7 +275,7 @@ fn btrfs(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
 }
 
 /// LVM2: a label "LABELONE" in one of the first four sectors, type "LVM2 001".
-fn lvm2(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn lvm2<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     for sector in 0u64..4 {
         let at = sector * 512;
         let Some(b) = read(dev, size, at, 512)? else {
@@ -311,7 +311,7 @@ const MD_MAGIC: u32 = 0xa92b_4efc;
 
 /// md RAID: 1.1 at 0, 1.2 at 4 KiB, 1.0 at the end minus 8 KiB (4 KiB
 /// aligned), 0.90 in the last 64 KiB-aligned 64 KiB.
-fn md(dev: &dyn ReadAt, size: u64) -> Result<Vec<Signature>> {
+fn md<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Vec<Signature>> {
     let mut found = Vec::new();
     let sectors = size / 512;
     let mut v1 = vec![(0u64, "1.1"), (4096, "1.2")];
@@ -350,7 +350,7 @@ fn md(dev: &dyn ReadAt, size: u64) -> Result<Vec<Signature>> {
 
 /// Swap: "SWAPSPACE2" (or the old "SWAP-SPACE") in the last 10 bytes of the
 /// first page, for the page sizes Linux uses.
-fn swap(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn swap<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     for page in [4096u64, 8192, 16384, 65536] {
         let Some(m) = read(dev, size, page - 10, 10)? else {
             return Ok(None);
@@ -372,7 +372,7 @@ fn swap(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
 
 /// vfat, ntfs and MBR all live in sector 0; a FAT or NTFS boot sector also
 /// ends in 0x55AA, so an MBR is reported only when sector 0 is neither.
-fn sector0(dev: &dyn ReadAt, size: u64) -> Result<Vec<Signature>> {
+fn sector0<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Vec<Signature>> {
     let Some(b) = read(dev, size, 0, 512)? else {
         return Ok(Vec::new());
     };
@@ -420,7 +420,7 @@ fn sector0(dev: &dyn ReadAt, size: u64) -> Result<Vec<Signature>> {
 }
 
 /// GPT header "EFI PART" at LBA 1 (512-byte or 4 KiB sectors).
-fn gpt(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn gpt<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     for at in [512u64, 4096] {
         let Some(h) = read(dev, size, at, 92)? else {
             return Ok(None);
@@ -434,7 +434,7 @@ fn gpt(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
     Ok(None)
 }
 
-fn iso9660(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
+fn iso9660<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Option<Signature>> {
     let Some(b) = read(dev, size, 32768, 72)? else {
         return Ok(None);
     };
@@ -449,7 +449,7 @@ fn iso9660(dev: &dyn ReadAt, size: u64) -> Result<Option<Signature>> {
 /// Every signature on a device of `size` bytes, in on-disk order of
 /// importance (filesystems, volume managers, swap, partition tables).
 /// Errors only when a read inside the device fails.
-pub fn detect(dev: &dyn ReadAt, size: u64) -> Result<Vec<Signature>> {
+pub fn detect<R: ReadAt + ?Sized>(dev: &R, size: u64) -> Result<Vec<Signature>> {
     let mut found = Vec::new();
     found.extend(ext(dev, size)?);
     found.extend(xfs(dev, size)?);
@@ -476,7 +476,7 @@ mod tests {
     }
 
     fn kinds(img: &[u8]) -> Vec<SignatureKind> {
-        detect(&img.to_vec(), img.len() as u64)
+        detect(img, img.len() as u64)
             .unwrap()
             .iter()
             .map(|s| s.kind)
@@ -664,6 +664,41 @@ mod tests {
             s[0].uuid.as_deref(),
             Some("04030201-0605-0807-090a-0b0c0d0e0f10")
         );
+    }
+
+    #[test]
+    fn garbage_with_planted_magics_never_panics() {
+        // What the fuzz target checks, on a deterministic sample.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let magics: [(usize, &[u8]); 8] = [
+            (1080, &[0x53, 0xEF]),
+            (0, b"XFSB"),
+            (65600, b"_BHRfS_M"),
+            (512, b"LABELONE"),
+            (4086, b"SWAPSPACE2"),
+            (510, &[0x55, 0xAA]),
+            (4096, &[0xfc, 0x4e, 0x2b, 0xa9]),
+            (512, b"EFI PART"),
+        ];
+        for round in 0..300 {
+            let len = usize::try_from(next() % 140_000).unwrap();
+            let mut img: Vec<u8> = (0..len).map(|_| next().to_le_bytes()[0]).collect();
+            for (at, m) in magics.iter().filter(|_| next() % 2 == 0) {
+                if at + m.len() <= img.len() {
+                    put(&mut img, *at, m);
+                }
+            }
+            for s in detect(&img, len as u64).unwrap() {
+                assert!(s.offset < len as u64, "round {round}: {s:?}");
+                assert!(s.label.as_deref().is_none_or(|l| !l.is_empty()));
+            }
+        }
     }
 
     #[test]

@@ -8,5 +8,7 @@
 
 pub mod blkdev;
 pub mod buf;
+pub mod mount;
+pub mod process;
 pub mod statx;
 pub mod uring;

@@ -521,6 +521,13 @@ impl<T> Drop for Ring<T> {
                 self.kernel_ops -= 1;
             }
         }
+        // Closing the ring releases registered files from a kernel worker,
+        // later; a block device opened O_EXCL would stay claimed for a while
+        // after the copy returns (mounts and tune2fs then fail with EBUSY).
+        // Unregistering now drops them before this returns.
+        if self.features.fixed_files {
+            let _ = self.ring.submitter().unregister_files();
+        }
     }
 }
 

@@ -561,15 +561,16 @@ fn descriptor_checksum_failure_is_corrupt_unless_ignored() {
 #[test]
 fn damaged_primary_superblock_falls_back_to_a_backup() {
     require_tool!("dumpe2fs");
-    // Wiped primary (found at group 1 for the default group size), and a
-    // primary with a bad checksum (its own numbers find group 1).
-    let wiped = |b: &mut [u8]| b.fill(0);
+    // A bad checksum, or fields that do not add up: the magic is still
+    // there, so a backup is used (found through the primary's own numbers,
+    // or at group 1 of the default group size).
     let bad_csum = |b: &mut [u8]| b[0x78] ^= 0x20; // s_volume_name
-    for (opts, damage, primary_magic) in [
-        (&["-b", "1024"][..], &wiped as &dyn Fn(&mut [u8]), false),
-        (&["-b", "4096"][..], &wiped, false),
-        (&["-b", "4096", "-g", "4096"][..], &bad_csum, true),
-        (&["-O", "^has_journal,^metadata_csum"][..], &wiped, false),
+    let bad_size = |b: &mut [u8]| b[0x18] = 9; // s_log_block_size
+    for (opts, damage) in [
+        (&["-b", "1024"][..], &bad_csum as &dyn Fn(&mut [u8])),
+        (&["-b", "4096"][..], &bad_size),
+        (&["-b", "4096", "-g", "4096"][..], &bad_csum),
+        (&["-O", "^has_journal,^metadata_csum"][..], &bad_size),
     ] {
         let img = build("ext4", 160, opts, 4 << 20);
         let before = reroot_map(&img.path, &[]);
@@ -578,10 +579,27 @@ fn damaged_primary_superblock_falls_back_to_a_backup() {
         assert_ne!(after["geometry"]["superblock_offset"], 1024, "{opts:?}");
         assert!(after["warnings"].to_string().contains("backup superblock"));
         assert_eq!(before["used"], after["used"], "{opts:?}");
-        // Only the primary's magic decides what `detect` says.
         let f = std::fs::File::open(&img.path).unwrap();
-        assert_eq!(reroot::ext::detect(&f).unwrap().is_some(), primary_magic);
+        assert!(reroot::ext::detect(&f).unwrap().is_some());
     }
+}
+
+#[test]
+fn wiped_primary_superblock_is_refused_with_the_backup_named() {
+    require_tool!("mkfs.ext4");
+    let img = build("ext4", 160, &["-b", "4096"], 0);
+    patch(&img.path, 1024, |b| b.fill(0));
+    let out = reroot()
+        .args(["--json", "map"])
+        .arg(&img.path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let hint = doc["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("e2fsck -b 32768 -B 4096"), "{hint}");
+    let f = std::fs::File::open(&img.path).unwrap();
+    assert_eq!(reroot::ext::detect(&f).unwrap(), None);
 }
 
 #[test]

@@ -1,0 +1,262 @@
+//! Everything that uses the filesystem mounted at a given root: its other
+//! mounts (binds), the mount tree below it, loop devices backed by files on
+//! it and what is mounted from them, swap files on it, overlay mounts with
+//! layers on it, network and FUSE mounts below it, and the [`process`] scan.
+//! `reroot check` turns these [`RootFacts`] into findings (`plan::preflight`).
+//!
+//! Files are matched by `st_dev` (statx without syncing, so a dead NFS server
+//! does not hang the check); a path that cannot be stat'ed (a deleted swap or
+//! backing file) is matched by the mount its path lies on.
+
+use std::path::{Path, PathBuf};
+
+use super::SysRoot;
+use super::loops::{self, LoopDevice};
+use super::mountinfo::{self, Mount};
+use super::process::{self, Filter, Scan};
+use super::swaps::{self, Swap};
+use crate::error::{Error, Result};
+use crate::sys::statx::statx_cached;
+
+/// A loop device backed by a file on the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LoopUse {
+    /// The loop device.
+    pub device: LoopDevice,
+    /// What is mounted from it (in reroot's mount namespace).
+    pub mounts: Vec<Mount>,
+}
+
+/// An overlay mount with a layer on the filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OverlayUse {
+    /// The overlay mount.
+    pub mount: Mount,
+    /// `upperdir` or `workdir` is on the filesystem: the overlay writes to it.
+    pub writes: bool,
+    /// The layer directories on the filesystem.
+    pub layers: Vec<PathBuf>,
+}
+
+/// What uses the filesystem at a root.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RootFacts {
+    /// The mount at the root.
+    pub root: Mount,
+    /// Other mounts of the same filesystem (bind mounts), in reroot's namespace.
+    pub binds: Vec<Mount>,
+    /// Mounts below the root, in mount order (parents before children).
+    pub sub_mounts: Vec<Mount>,
+    /// Loop devices backed by files on it.
+    pub loops: Vec<LoopUse>,
+    /// Swap files on it.
+    pub swaps: Vec<Swap>,
+    /// Overlay mounts with a layer on it.
+    pub overlays: Vec<OverlayUse>,
+    /// Network and FUSE mounts below the root.
+    pub network: Vec<Mount>,
+    /// The processes that use it.
+    pub scan: Scan,
+}
+
+impl RootFacts {
+    /// `st_dev` of the filesystem.
+    pub fn dev(&self) -> u64 {
+        self.root.dev()
+    }
+}
+
+/// True for filesystems that live elsewhere (a server, a FUSE daemon).
+pub fn is_network_fstype(fstype: &str) -> bool {
+    matches!(
+        fstype,
+        "nfs" | "nfs4" | "cifs" | "smb3" | "smbfs" | "ceph" | "9p" | "afs" | "glusterfs" | "fuse"
+    ) || fstype.starts_with("fuse.")
+}
+
+/// The mount whose mount point is exactly `root` (the last one: overmounts win).
+pub fn root_mount<'a>(mounts: &'a [Mount], root: &Path) -> Result<&'a Mount> {
+    mounts
+        .iter()
+        .rev()
+        .find(|m| m.mount_point == root)
+        .ok_or_else(|| {
+            Error::invalid(format!("{} is not a mount point", root.display()))
+                .hint("give the mount point of the filesystem to migrate, e.g. --root /")
+        })
+}
+
+/// Whether `path` (as reroot sees it) is on one of `filter`'s devices: by
+/// statx, or when that fails (deleted files), by the mount its path lies on.
+fn on_fs(path: &Path, mounts: &[Mount], filter: &Filter) -> bool {
+    match statx_cached(path) {
+        Ok(st) => filter.matches(st.dev),
+        Err(_) => mountinfo::mount_of(mounts, path).is_some_and(|m| filter.matches(m.dev())),
+    }
+}
+
+/// The layer directories of an overlay mount: (`lowerdir` entries, `upperdir`
+/// and `workdir`). Colons inside a lowerdir entry are escaped as `\:`.
+pub fn overlay_layers(m: &Mount) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let (mut lower, mut upper) = (Vec::new(), Vec::new());
+    for opt in &m.super_options {
+        if let Some(v) = opt.strip_prefix("lowerdir=") {
+            let mut cur = String::new();
+            let mut chars = v.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => cur.extend(chars.next()),
+                    ':' => lower.push(PathBuf::from(std::mem::take(&mut cur))),
+                    c => cur.push(c),
+                }
+            }
+            lower.push(PathBuf::from(cur));
+        } else if let Some(v) = opt
+            .strip_prefix("upperdir=")
+            .or_else(|| opt.strip_prefix("workdir="))
+        {
+            upper.push(PathBuf::from(v));
+        }
+    }
+    lower.retain(|p| !p.as_os_str().is_empty());
+    (lower, upper)
+}
+
+/// Gather the facts about the filesystem mounted at `root` (an absolute path
+/// as reroot sees it; it is canonicalized). `skip_pids` are left out of the
+/// process scan (reroot itself is always left out).
+pub fn gather(sys: &SysRoot, root: &Path, skip_pids: &[u32]) -> Result<RootFacts> {
+    let root =
+        std::fs::canonicalize(root).map_err(|e| Error::io("resolving the root", e).device(root))?;
+    let mounts = mountinfo::read(sys, "self")?;
+    let root_m = root_mount(&mounts, &root)?.clone();
+    let dev = root_m.dev();
+    let mut filter = Filter::devices([dev]).skip_self();
+    filter.skip_pids.extend(skip_pids);
+
+    let binds = mounts
+        .iter()
+        .filter(|m| m.dev() == dev && m.mount_id != root_m.mount_id)
+        .cloned()
+        .collect();
+    let sub_mounts: Vec<Mount> = mounts
+        .iter()
+        .filter(|m| m.mount_point != root && m.mount_point.starts_with(&root))
+        .cloned()
+        .collect();
+
+    let loops = loops::list(sys)?
+        .into_iter()
+        .filter(|l| on_fs(&l.backing_file, &mounts, &filter))
+        .map(|l| LoopUse {
+            mounts: mounts
+                .iter()
+                .filter(|m| m.dev() == l.dev())
+                .cloned()
+                .collect(),
+            device: l,
+        })
+        .collect();
+    let swaps = swaps::read(sys)?
+        .into_iter()
+        .filter(|s| s.is_file() && on_fs(&s.path, &mounts, &filter))
+        .collect();
+    let overlays = mounts
+        .iter()
+        .filter(|m| m.fstype == "overlay")
+        .filter_map(|m| {
+            let (lower, upper) = overlay_layers(m);
+            let writes = upper.iter().any(|p| on_fs(p, &mounts, &filter));
+            let layers: Vec<PathBuf> = lower
+                .into_iter()
+                .chain(upper)
+                .filter(|p| on_fs(p, &mounts, &filter))
+                .collect();
+            (!layers.is_empty()).then(|| OverlayUse {
+                mount: m.clone(),
+                writes,
+                layers,
+            })
+        })
+        .collect();
+    let network = sub_mounts
+        .iter()
+        .filter(|m| is_network_fstype(&m.fstype))
+        .cloned()
+        .collect();
+    let scan = process::scan(sys, &filter)?;
+    Ok(RootFacts {
+        root: root_m,
+        binds,
+        sub_mounts,
+        loops,
+        swaps,
+        overlays,
+        network,
+        scan,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mount(line: &str) -> Mount {
+        mountinfo::parse_line(line, 1).unwrap()
+    }
+
+    #[test]
+    fn overlay_layers_split_and_unescape() {
+        let m = mount(
+            "5 1 0:50 / /c rw - overlay overlay rw,lowerdir=/l1:/l\\:2:/l3,upperdir=/u,workdir=/w",
+        );
+        let (lower, upper) = overlay_layers(&m);
+        assert_eq!(
+            lower,
+            vec![PathBuf::from("/l1"), "/l:2".into(), "/l3".into()]
+        );
+        assert_eq!(upper, vec![PathBuf::from("/u"), "/w".into()]);
+        let (lower, upper) = overlay_layers(&mount("5 1 0:50 / /c rw - overlay overlay rw"));
+        assert!(lower.is_empty() && upper.is_empty());
+    }
+
+    #[test]
+    fn root_mount_and_network_types() {
+        let ms = vec![
+            mount("1 0 8:1 / / rw - ext4 /dev/sda1 rw"),
+            mount("2 1 8:2 / /srv rw - ext4 /dev/sda2 rw"),
+            mount("3 2 8:3 / /srv rw - ext4 /dev/sda3 rw"),
+        ];
+        assert_eq!(root_mount(&ms, Path::new("/")).unwrap().mount_id, 1);
+        assert_eq!(root_mount(&ms, Path::new("/srv")).unwrap().mount_id, 3);
+        let e = root_mount(&ms, Path::new("/etc")).unwrap_err();
+        assert!(e.to_string().contains("not a mount point"), "{e}");
+        assert!(is_network_fstype("nfs4") && is_network_fstype("fuse.sshfs"));
+        assert!(!is_network_fstype("ext4") && !is_network_fstype("fusectl"));
+    }
+
+    /// The live system, rooted at wherever the temp dir lives: the gather
+    /// must work and find this process's open file... except that reroot
+    /// leaves itself out, so it must not appear.
+    #[test]
+    fn gather_live_leaves_reroot_out() {
+        let d = tempfile::tempdir().unwrap();
+        let mounts = mountinfo::read(&SysRoot::live(), "self").unwrap();
+        let m = mountinfo::mount_of(&mounts, d.path())
+            .unwrap()
+            .mount_point
+            .clone();
+        let held = d.path().join("w");
+        let _f = std::fs::File::create(&held).unwrap();
+        let facts = gather(&SysRoot::live(), &m, &[]).unwrap();
+        assert_eq!(facts.root.mount_point, m);
+        assert!(
+            facts
+                .scan
+                .processes
+                .iter()
+                .all(|p| p.pid != std::process::id())
+        );
+        assert!(gather(&SysRoot::live(), &d.path().join("nope"), &[]).is_err());
+    }
+}
