@@ -432,6 +432,7 @@ fn run_pipeline(s: &Strategy, ctx: &RunCtx<'_>, hash: bool) -> RunResult {
             target_sizes: &[dst.size],
             align: ctx.align,
             chunk_size: s.chunk_size,
+            max_gap: 0, // one extent: no gaps to bridge
         })?;
         let mut table = vec![0u64; usize::try_from(plan.chunks).unwrap_or(0)];
         let stats = pipe.run(&plan, Pass::Copy { hash }, &cfg, &mut table, &quiet)?;
@@ -547,7 +548,9 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let src = dir.path().join("src");
         let dst = dir.path().join("dst");
-        let data: Vec<u8> = (0..size).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+        let data: Vec<u8> = (0..size)
+            .map(|i| u8::try_from(i * 7 % 251).unwrap())
+            .collect();
         std::fs::write(&src, &data).unwrap();
         std::fs::write(&dst, vec![0u8; size + (1 << 20)]).unwrap();
         (dir, src, dst)

@@ -6,7 +6,12 @@ use crate::plan::bench::{Method, Op};
 fn image(dir: &Path, name: &str, size: usize, seed: u8) -> PathBuf {
     let p = dir.join(name);
     let data: Vec<u8> = (0..size)
-        .map(|i| u8::try_from(i % 256).unwrap().wrapping_mul(31).wrapping_add(seed))
+        .map(|i| {
+            u8::try_from(i % 256)
+                .unwrap()
+                .wrapping_mul(31)
+                .wrapping_add(seed)
+        })
         .collect();
     std::fs::write(&p, data).unwrap();
     p
