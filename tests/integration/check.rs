@@ -176,14 +176,7 @@ fn make_busy<'a>(ns: &'a Namespace, dev: &Path, mp: &Path) -> Busy<'a> {
 
     // (b) a copy of a shared library, preloaded, then deleted.
     let lib = mp.join("libm-copy.so.6");
-    fs::copy(
-        Path::new("/usr/lib/x86_64-linux-gnu/libm.so.6")
-            .canonicalize()
-            .or_else(|_| Path::new("/lib/x86_64-linux-gnu/libm.so.6").canonicalize())
-            .expect("libm"),
-        o("libm-copy.so.6"),
-    )
-    .unwrap();
+    fs::copy(libm(), o("libm-copy.so.6")).unwrap();
     let mapper = spawn(
         ns.cmd("env")
             .arg(format!("LD_PRELOAD={}", lib.display()))
@@ -233,6 +226,19 @@ fn make_busy<'a>(ns: &'a Namespace, dev: &Path, mp: &Path) -> Busy<'a> {
         listener,
         swap,
     }
+}
+
+/// libm.so.6 of this system: next to the libc this test runs with.
+fn libm() -> PathBuf {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let libc = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so"))
+        .expect("this test links libc");
+    let m = Path::new(libc).with_file_name("libm.so.6");
+    assert!(m.exists(), "no {}", m.display());
+    m
 }
 
 /// `reroot --json <args>` inside the namespace: (exit code, JSON).
@@ -357,6 +363,31 @@ fn check_names_every_user_of_the_root_with_pid_and_advice() {
     assert_eq!(e[0]["severity"], "blocker");
     assert!(has_path(e[0], &busy.swap.path), "{r:#}");
     assert_eq!(e[0]["action"]["action"], "swapoff");
+
+    // A "container": a process in a mount namespace of its own (a copy of
+    // the test's, so it has the image mounted too), with its cwd on it.
+    let boxed = spawn(ns.cmd("unshare").args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        "cd \"$1\" && exec sleep 100000",
+        "sh",
+        mp.to_str().unwrap(),
+    ]));
+    wait_for(|| comm(boxed.pid()).as_deref() == Some("sleep"), "container");
+    let (_, r) = reroot_json(&ns, &["check", "--root", mp.to_str().unwrap()]);
+    let other = findings(&r, "other-namespace");
+    assert_eq!(other.len(), 1, "{r:#}");
+    assert_eq!(other[0]["severity"], "warning");
+    assert_eq!(pids(other[0]), vec![u64::from(boxed.pid())]);
+    let runs = finding_for(&r, "runs-from-root", boxed.pid());
+    assert!(
+        runs["summary"].as_str().unwrap().contains("another mount namespace"),
+        "{runs:#}"
+    );
+    boxed.kill();
 
     // Nothing else blocks: exactly these four blockers.
     assert_eq!(r["blockers"], 4, "{r:#}");
