@@ -5,6 +5,7 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod bench;
 pub mod copy;
 pub mod finish;
 pub mod grow;

@@ -12,6 +12,7 @@ pub mod fdinfo;
 pub mod fs_superblock;
 pub mod fstab;
 pub mod init;
+pub mod loadavg;
 pub mod loops;
 pub mod maps;
 pub mod mountinfo;
