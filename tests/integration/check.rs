@@ -376,7 +376,10 @@ fn check_names_every_user_of_the_root_with_pid_and_advice() {
         "sh",
         mp.to_str().unwrap(),
     ]));
-    wait_for(|| comm(boxed.pid()).as_deref() == Some("sleep"), "container");
+    wait_for(
+        || comm(boxed.pid()).as_deref() == Some("sleep"),
+        "container",
+    );
     let (_, r) = reroot_json(&ns, &["check", "--root", mp.to_str().unwrap()]);
     let other = findings(&r, "other-namespace");
     assert_eq!(other.len(), 1, "{r:#}");
@@ -384,7 +387,10 @@ fn check_names_every_user_of_the_root_with_pid_and_advice() {
     assert_eq!(pids(other[0]), vec![u64::from(boxed.pid())]);
     let runs = finding_for(&r, "runs-from-root", boxed.pid());
     assert!(
-        runs["summary"].as_str().unwrap().contains("another mount namespace"),
+        runs["summary"]
+            .as_str()
+            .unwrap()
+            .contains("another mount namespace"),
         "{runs:#}"
     );
     boxed.kill();
