@@ -483,6 +483,11 @@ pub fn tune(source: &Path, saved: Option<&Path>, events: &EventSink) -> Result<T
         }
         Err(e) => events.warn(format!("{e}; probing instead")),
     }
+    events.info(format!(
+        "no saved bench result for {} in {}: probing reads for 3 s",
+        source.display(),
+        file.display()
+    ));
     let align = u64::from(src.logical_block_size);
     let limit = src.size.min(TUNE_PROBE_BYTES);
     let limit = limit - limit % align;

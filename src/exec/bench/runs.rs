@@ -124,22 +124,23 @@ fn open_target(path: &Path, direct: bool) -> Result<(Device, Option<String>)> {
             .write(true)
             .custom_flags(flags)
             .open(path)
-            .map_err(|e| Error::io("opening for writing", e).device(path))
     };
+    let open_err = |e| Error::io("opening for writing", e).device(path);
     let (file, direct, warning) = if direct {
         match open(libc::O_DIRECT) {
             Ok(f) => (f, true, None),
-            Err(_) => {
-                let f = open(0)?;
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                let f = open(0).map_err(open_err)?;
                 let w = format!(
-                    "{}: O_DIRECT refused; using buffered I/O, so the page cache is involved",
+                    "{}: O_DIRECT refused ({e}); using buffered I/O, so the page cache is involved",
                     path.display()
                 );
                 (f, false, Some(w))
             }
+            Err(e) => return Err(open_err(e)),
         }
     } else {
-        (open(0)?, false, None)
+        (open(0).map_err(open_err)?, false, None)
     };
     let io_err = |what: &str, e| Error::io(what, e).device(path);
     let is_block = blkdev::is_block_device(&file).map_err(|e| io_err("fstat", e))?;
