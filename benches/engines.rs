@@ -59,6 +59,7 @@ fn engines(c: &mut Criterion) {
             target_sizes: &[SIZE],
             align: 4096,
             chunk_size: chunk as u64,
+            max_gap: 0,
         })
         .expect("plan");
         let pool = BufPool::new(qd, chunk, 4096).expect("pool");

@@ -5,6 +5,7 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod bench;
 pub mod check;
 pub mod claim;
 pub mod copy;

@@ -21,6 +21,10 @@ pub struct PlanInput<'a> {
     pub align: u64,
     /// Largest transfer in bytes (a power of two, a multiple of `align`).
     pub chunk_size: u64,
+    /// Free gaps up to this many bytes between used ranges are copied too:
+    /// one larger transfer costs less than two small ones on most devices,
+    /// and free blocks may hold anything.
+    pub max_gap: u64,
 }
 
 /// The ranges to copy and how they are cut.
@@ -55,6 +59,7 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
         target_sizes,
         align,
         chunk_size,
+        max_gap,
     } = *input;
     if !align.is_power_of_two() {
         return Err(Error::invalid(format!(
@@ -70,7 +75,7 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
     // out of O_DIRECT reach; round the usable size down and say nothing:
     // no filesystem puts data in a partial last block.
     let src_limit = source_size.saturating_sub(source_size.checked_rem(align).unwrap_or(0));
-    let ranges = used.clamp(src_limit).align_out(align, src_limit);
+    let ranges = bridge_gaps(&used.clamp(src_limit).align_out(align, src_limit), max_gap);
     let need = ranges.end();
     for (i, &size) in target_sizes.iter().enumerate() {
         if size < need {
@@ -91,6 +96,32 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
         source_size,
         ranges,
     })
+}
+
+/// Join extents separated by at most `max_gap` bytes (0 = unchanged).
+pub fn bridge_gaps(list: &ExtentList, max_gap: u64) -> ExtentList {
+    if max_gap == 0 {
+        return list.clone();
+    }
+    let mut out = ExtentList::new();
+    let mut cur: Option<Extent> = None;
+    for &e in list {
+        cur = Some(match cur {
+            Some(c) if e.start().saturating_sub(c.end()) <= max_gap => {
+                // OK: e.end() > c.start(), so the range is non-empty.
+                Extent::from_bounds(c.start(), e.end()).unwrap_or(c)
+            }
+            Some(c) => {
+                out.push(c);
+                e
+            }
+            None => e,
+        });
+    }
+    if let Some(c) = cur {
+        out.push(c);
+    }
+    out
 }
 
 /// The extent of chunk number `index` of `plan`, when the caller keeps only
@@ -120,6 +151,7 @@ mod tests {
             target_sizes: &[2 << 20, 4 << 20],
             align: 4096,
             chunk_size: 1 << 19,
+            max_gap: 0,
         })
         .unwrap();
         // 100..110 -> 0..4096; 5000..8000 -> 4096..8192, merged; the range
@@ -147,6 +179,7 @@ mod tests {
             target_sizes: &[4 << 20, 1 << 20],
             align: 512,
             chunk_size: 1 << 20,
+            max_gap: 0,
         };
         let e = plan_copy(&input).unwrap_err();
         assert!(matches!(e.kind(), crate::ErrorKind::Refused(m) if m.contains("target 2")));
@@ -165,6 +198,30 @@ mod tests {
     }
 
     #[test]
+    fn small_gaps_are_bridged() {
+        let used = list(&[(0, 4096), (8192, 4096), (65536, 4096), (1 << 20, 4096)]);
+        assert_eq!(pairs(&bridge_gaps(&used, 0)), pairs(&used));
+        assert_eq!(
+            pairs(&bridge_gaps(&used, 4096)),
+            vec![(0, 12288), (65536, 69632), (1 << 20, (1 << 20) + 4096)]
+        );
+        assert_eq!(
+            pairs(&bridge_gaps(&used, 64 << 10)),
+            vec![(0, 69632), (1 << 20, (1 << 20) + 4096)]
+        );
+        let p = plan_copy(&PlanInput {
+            used: &used,
+            source_size: 2 << 20,
+            target_sizes: &[2 << 20],
+            align: 4096,
+            chunk_size: 1 << 20,
+            max_gap: 1 << 20,
+        })
+        .unwrap();
+        assert_eq!(pairs(&p.ranges), vec![(0, (1 << 20) + 4096)]);
+    }
+
+    #[test]
     fn unaligned_source_tail_is_left_out() {
         let used = ExtentList::whole(10_000);
         let p = plan_copy(&PlanInput {
@@ -173,6 +230,7 @@ mod tests {
             target_sizes: &[8192],
             align: 4096,
             chunk_size: 4096,
+            max_gap: 0,
         })
         .unwrap();
         assert_eq!(pairs(&p.ranges), vec![(0, 8192)]);

@@ -521,15 +521,12 @@ impl<T> Drop for Ring<T> {
                 self.kernel_ops -= 1;
             }
         }
-        // Closing the ring's fd tears it down asynchronously, and the
-        // registered files stay open until that is done: an `O_EXCL` claim
-        // on a target outlived `copy` (the next exclusive open, a mount or
-        // `e2fsck`, failed with EBUSY). Unregistering drops them now.
+        // Closing the ring releases registered files from a kernel worker,
+        // later; a block device opened O_EXCL would stay claimed for a while
+        // after the copy returns (mounts and tune2fs then fail with EBUSY).
+        // Unregistering now drops them before this returns.
         if self.features.fixed_files {
             let _ = self.ring.submitter().unregister_files();
-        }
-        if self.features.fixed_buffers {
-            let _ = self.ring.submitter().unregister_buffers();
         }
     }
 }

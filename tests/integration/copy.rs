@@ -335,7 +335,8 @@ fn mounted_target_is_refused() {
 /// is closed, and its registered files kept the target's O_EXCL claim for
 /// a while after `copy` returned: the next exclusive open (another copy,
 /// e2fsck, a mount) failed with EBUSY. The ring now unregisters its files
-/// when dropped. In-process, as `migrate` runs its stages.
+/// when dropped. In-process, as `migrate` runs its stages (without the fix
+/// every iteration here failed).
 #[test]
 fn copy_releases_the_target_at_once() {
     use std::os::unix::fs::OpenOptionsExt;

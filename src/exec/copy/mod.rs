@@ -35,6 +35,9 @@ pub use pipeline::{Mismatch, Pass, PassConfig, PassStats, Pipeline};
 pub const DEFAULT_QUEUE_DEPTH: usize = 16;
 /// Default chunk size in bytes (see `benches/BENCHMARKING.md`).
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
+/// Default largest free gap copied to join two used ranges (see
+/// `benches/BENCHMARKING.md`).
+pub const DEFAULT_MAX_GAP: u64 = 0;
 /// Largest chunk size accepted.
 pub const MAX_CHUNK_SIZE: usize = 64 << 20;
 /// Largest queue depth accepted.
@@ -79,6 +82,8 @@ pub struct CopyOptions {
     pub live: bool,
     /// Hashing threads.
     pub hash_threads: usize,
+    /// Free gaps up to this many bytes between used ranges are copied too.
+    pub max_gap: u64,
     /// Where /proc, /sys and /dev are, for the safety checks.
     pub root: SysRoot,
 }
@@ -96,6 +101,7 @@ impl Default for CopyOptions {
             delta: false,
             live: false,
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
+            max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
         }
     }
@@ -279,33 +285,36 @@ pub fn source_map(
     }
     let file =
         std::fs::File::open(path).map_err(|e| Error::io("opening for the map", e).device(path))?;
+    let detected = ext::detect(&file).map_err(|e| e.stage(Stage::Map).device(path))?;
+    if detected.is_none() {
+        // Not ext2/3/4: copying every byte is always faithful.
+        return Ok(whole(
+            "not an ext2/3/4 filesystem; copying every byte".into(),
+        ));
+    }
     let map_opts = MapOptions {
         live,
         ..MapOptions::default()
     };
-    match ext::read_map(&file, &map_opts) {
-        Ok(map) => {
-            let summary = MapSummary {
-                kind: "ext",
-                reason: None,
-                block_size: Some(map.geometry.block_size),
-                fs_bytes: Some(map.geometry.fs_bytes),
-                used_bytes: map.used.total_bytes(),
-                extents: map.used.len(),
-                device_bytes: size,
-            };
-            Ok((map.used, summary))
-        }
-        Err(e) => match e.kind() {
-            // Not an ext filesystem we can map: copying every byte is always faithful.
-            ErrorKind::Incompatible(m) | ErrorKind::Corrupt(m) => {
-                Ok(whole(format!("no used-block map ({m}); copying every byte")))
+    let map = ext::read_map(&file, &map_opts).map_err(|e| {
+        let hint = match e.kind() {
+            ErrorKind::NeedsRecovery(_) => {
+                "replay the journal first (mount and unmount it, or e2fsck), or copy every byte with --full"
             }
-            _ => Err(e.stage(Stage::Map).device(path).hint(
-                "replay the journal first (mount and unmount, or e2fsck), or copy every byte with --full",
-            )),
-        },
-    }
+            _ => "check it with `e2fsck -fn`, or copy every byte with --full",
+        };
+        e.stage(Stage::Map).device(path).hint(hint)
+    })?;
+    let summary = MapSummary {
+        kind: "ext",
+        reason: None,
+        block_size: Some(map.geometry.block_size),
+        fs_bytes: Some(map.geometry.fs_bytes),
+        used_bytes: map.used.total_bytes(),
+        extents: map.used.len(),
+        device_bytes: size,
+    };
+    Ok((map.used, summary))
 }
 
 fn refuse_same(source: &Device, targets: &[Device]) -> Result<()> {
@@ -419,6 +428,7 @@ fn plan_for(o: &Opened, used: &ExtentList, opts: &CopyOptions) -> Result<CopyPla
         target_sizes: &sizes,
         align: u64::from(align),
         chunk_size: opts.chunk_size as u64,
+        max_gap: opts.max_gap,
     })
 }
 
@@ -603,6 +613,11 @@ pub fn verify(
         }
     }
     let mut phases = vec![phase("map", 0, tm.elapsed().as_secs_f64())];
+    // Compare used bytes only: free gaps may differ between faithful copies.
+    let opts = &CopyOptions {
+        max_gap: 0,
+        ..opts.clone()
+    };
     let plan = plan_for(&o, &used, opts).map_err(|e| {
         if matches!(e.kind(), ErrorKind::Refused(_)) {
             Error::new(ErrorKind::Mismatch(format!(
