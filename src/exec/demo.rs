@@ -915,8 +915,8 @@ fn checks(
         "the sandbox booted from the old root",
         before.root_dev() == Some(old),
         format!(
-            "/ was {:?}, the old device is {}",
-            before.root_dev().map(dev_string),
+            "/ was {}, the old device is {}",
+            before.root_dev().map_or_else(|| "?".to_owned(), dev_string),
             dev_string(old)
         ),
     ));
@@ -933,8 +933,8 @@ fn checks(
         "the new root is mounted at / read-write",
         after.root_dev() == Some(new) && after.root_writable,
         format!(
-            "/ is {:?} (new device {}), writable: {}",
-            after.root_dev().map(dev_string),
+            "/ is {} (new device {}), writable: {}",
+            after.root_dev().map_or_else(|| "?".to_owned(), dev_string),
             dev_string(new),
             after.root_writable
         ),

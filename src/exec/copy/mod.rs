@@ -550,16 +550,27 @@ pub fn copy(
             check.elapsed.as_secs_f64(),
         ));
     }
+    let engine = pipe.engine();
+    let direct_io = o.source.direct && o.targets.iter().all(|d| d.direct);
+    // Return only once the targets are free again: the ring's registered
+    // files are put from io_uring's own workers, which can finish after our
+    // last close; until then the O_EXCL claim holds and the next stage's
+    // exclusive open (a delta pass, e2fsck, a mount) would fail with EBUSY.
+    drop(pipe);
+    drop(o);
+    for t in targets {
+        crate::exec::claim::wait_released(t);
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let report = Report {
         command: "copy",
         source: source.to_path_buf(),
         targets: targets.to_vec(),
         map,
-        engine: pipe.engine(),
+        engine,
         queue_depth: opts.queue_depth,
         chunk_size: opts.chunk_size,
-        direct_io: o.source.direct && o.targets.iter().all(|d| d.direct),
+        direct_io,
         verify: opts.verify,
         delta: opts.delta,
         bytes_planned: plan.bytes,
