@@ -139,7 +139,13 @@ fn print_human(r: &DemoReport) {
     }
     println!(
         "{} in {:.1} s",
-        if r.ok { "demo passed" } else { "demo FAILED" },
+        if r.ok {
+            "demo passed"
+        } else if r.interrupted.is_some() {
+            "demo interrupted (cleaned up)"
+        } else {
+            "demo FAILED"
+        },
         r.seconds
     );
 }

@@ -331,7 +331,7 @@ fn parse_line(line: &[u8], n: usize, offset: usize) -> Result<Record> {
             "the checksum is not 16 lowercase hex digits",
         ));
     }
-    // OK to unwrap: 16 ASCII hex digits are valid UTF-8 and a valid u64.
+    // 16 lowercase hex digits (checked above) always parse; no fallback is used.
     let want = u64::from_str_radix(std::str::from_utf8(sum).unwrap_or("0"), 16).unwrap_or(0);
     if xxhash_rust::xxh3::xxh3_64(rest) != want {
         return Err(corrupt(n, offset, "checksum mismatch"));

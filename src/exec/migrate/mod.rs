@@ -5,7 +5,7 @@
 //! record and starts the worker ([`worker::run`]) as a transient systemd unit
 //! or in a session of its own with `SIGHUP` ignored, so a dropped SSH
 //! connection cannot stop it. The worker runs the stages of
-//! [`crate::plan::migrate`], records each in the [journal](super::journal),
+//! [`crate::plan::migrate`], records each in the journal ([`super::journal`]),
 //! logs to `migrate.log` and streams progress to `migrate.events`, all under
 //! the state directory (`/run/reroot`, a tmpfs that the pivot moves along).
 //! Any terminal, now or later, follows it ([`follow::Follower`]) and answers
@@ -21,7 +21,9 @@
 
 pub mod dry_run;
 pub mod follow;
+mod pump;
 pub mod report;
+mod stages;
 pub mod worker;
 
 use std::fs;
