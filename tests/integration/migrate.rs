@@ -396,6 +396,85 @@ done_rc 0
     assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
 }
 
+/// A real operator's shell runs from the old root: finish waits for it (up
+/// to `--release-timeout`), then reports the old root still mounted and
+/// what to do; after logging in again (the shell re-executed from the new
+/// root), `reroot finish` releases it.
+#[test]
+fn the_operators_shell_keeps_the_old_root_until_they_log_in_again() {
+    require_root!();
+    if skip() {
+        return;
+    }
+    let scenario = r#"
+if [ "${1:-}" = again ]; then
+    sec finish
+    reroot finish --json >/run/f.json 2>/run/f.err
+    echo "rc $?"
+    sec finish_report; cat /run/f.json
+    sec after; facts
+    sec end
+    done_rc 0
+fi
+sec before; facts
+sec migrate
+reroot migrate "$REROOT_DEMO_OLD" "$REROOT_DEMO_NEW" --yes --json --release-timeout 2 \
+    >/run/m.json 2>/run/m.err
+echo "rc $?"
+sec report; cat /run/m.json
+sec report_err; cat /run/m.err
+# Log out and in again: this shell goes on from the new root.
+cd /
+exec /bin/busybox sh /etc/sandbox/scenario again
+"#;
+    let rig = rig(scenario);
+    let run = rig
+        .boot(
+            &[("REROOT_SESSION_ON_ROOT", "1".to_owned())],
+            Duration::from_secs(300),
+            &mut |_| {},
+            &mut || None,
+        )
+        .expect("booting the sandbox");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let r = json(&run, "report");
+    assert_eq!(
+        rc(&run, "migrate"),
+        0,
+        "{r:#}\n{}",
+        section(&run, "report_err")
+    );
+    assert_eq!(r["outcome"], "done", "{r:#}");
+    assert_eq!(stage(&r, "finish")["status"], "done");
+    let todo = r["todo"].to_string();
+    assert!(
+        todo.contains("still mounted at /mnt/oldroot") && todo.contains("reroot finish"),
+        "{todo}"
+    );
+    assert!(todo.contains("log out and in again"), "{todo}");
+    // Waiting, the worker said who holds it.
+    assert!(
+        section(&run, "report_err").contains("waiting for the old root to be released"),
+        "{}",
+        section(&run, "report_err")
+    );
+    let f = json(&run, "finish_report");
+    assert_eq!(rc(&run, "finish"), 0, "{f:#}");
+    assert_eq!(f["unmounted"], true);
+    assert_eq!(f["released"], true, "{f:#}");
+    let after = Facts::parse(section(&run, "after"));
+    assert_eq!(after.root_dev(), Some(rig.new.devno()));
+    assert!(
+        after
+            .mounts
+            .iter()
+            .all(|m| (m.major, m.minor) != rig.old.devno()),
+        "the old root is released"
+    );
+    let cleanup = rig.cleanup();
+    assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
+}
+
 /// On this machine (not in a sandbox) migrate refuses before it changes
 /// anything: the namespace interlock, a source that is not the root's
 /// device, no terminal to ask on; resume and status without a journal.
