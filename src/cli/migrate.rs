@@ -392,31 +392,72 @@ fn self_exe() -> Option<PathBuf> {
         .clone()
 }
 
+/// Where the worker's progress goes: its log lines (plain style), or its
+/// events into a progress bar (a terminal); nothing when quiet.
+struct Show {
+    style: Style,
+    bar: Option<(
+        reroot::report::progress::Reporter,
+        reroot::exec::event::EventSink,
+    )>,
+}
+
+impl Show {
+    fn new(ctx: &Ctx) -> Self {
+        let mut s = Self {
+            style: ctx.style,
+            bar: None,
+        };
+        s.resume(ctx);
+        s
+    }
+
+    fn show(&self, u: reroot::exec::migrate::follow::Update) {
+        if matches!(self.style, Style::Plain { .. }) {
+            for l in &u.log_lines {
+                eprintln!("{l}");
+            }
+        }
+        if let Some((_, sink)) = &self.bar {
+            for e in u.events {
+                sink.emit(e);
+            }
+        }
+    }
+
+    /// Let the bar draw what it has, and stop it (before a question).
+    fn drain(&mut self) {
+        if let Some((r, sink)) = self.bar.take() {
+            drop(sink);
+            r.finish();
+        }
+    }
+
+    fn resume(&mut self, ctx: &Ctx) {
+        if self.style == Style::Bar && self.bar.is_none() {
+            let r = ctx.reporter();
+            let sink = r.sink();
+            self.bar = Some((r, sink));
+        }
+    }
+}
+
 /// Follow the migration in `state_dir`: progress and log on stderr, its
 /// questions on the terminal, the report at the end.
 pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
     let _ = self_exe();
     let mut f = Follower::new(state_dir, a.log_offset, a.events_offset);
-    let bar = (ctx.style == Style::Bar).then(|| ctx.reporter());
-    let sink = bar.as_ref().map(|r| r.sink());
-    let plain = matches!(ctx.style, Style::Plain { .. });
+    let mut show = Show::new(ctx);
     let mut asked: Option<Stage> = None;
     let mut told_no_tty = false;
     let t0 = Instant::now();
     let mut gone_since: Option<Instant> = None;
     let summary = loop {
-        let u = f.poll()?;
-        if plain {
-            for l in &u.log_lines {
-                eprintln!("{l}");
-            }
-        }
-        if let Some(s) = &sink {
-            for e in u.events {
-                s.emit(e);
-            }
-        }
-        let Some(s) = u.summary else {
+        let mut u = f.poll()?;
+        let summary = u.summary.take();
+        let worker = u.worker;
+        show.show(u);
+        let Some(s) = summary else {
             if t0.elapsed() > Duration::from_secs(10) {
                 return Err(reroot::Error::invalid(format!(
                     "no migration journal in {}",
@@ -433,7 +474,15 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
         }
         if let Some((stage, q)) = &s.awaiting {
             if a.answer && asked != Some(*stage) {
-                match ask(q) {
+                // Show everything the worker said before it asked, then ask.
+                std::thread::sleep(Duration::from_millis(300));
+                let mut more = f.poll()?;
+                more.summary = None;
+                show.show(more);
+                show.drain();
+                let answer = ask(q);
+                show.resume(ctx);
+                match answer {
                     Some(yes) => {
                         migrate::answer(state_dir, *stage, yes)?;
                         asked = Some(*stage);
@@ -450,10 +499,7 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
             }
         }
         if s.pivoted && !a.reexeced && self_exe().is_some_and(|p| p.is_file()) {
-            drop(sink);
-            if let Some(r) = bar {
-                r.finish();
-            }
+            show.drain();
             let why = reexec_follower(state_dir, ctx, &f, a.answer);
             eprintln!("could not re-execute from the new root ({why}); still following");
             return attach(
@@ -467,7 +513,7 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
                 },
             );
         }
-        if u.worker.is_none() {
+        if worker.is_none() {
             let since = *gone_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(5) {
                 break s;
@@ -478,15 +524,10 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
         std::thread::sleep(Duration::from_millis(200));
     };
     // What the worker wrote last.
-    if plain {
-        for l in f.poll()?.log_lines {
-            eprintln!("{l}");
-        }
-    }
-    drop(sink);
-    if let Some(r) = bar {
-        r.finish();
-    }
+    let mut last = f.poll()?;
+    last.summary = None;
+    show.show(last);
+    show.drain();
     let paths = Paths::new(state_dir);
     let rep = report::build(
         &summary,

@@ -34,6 +34,10 @@ fn skip() -> bool {
 }
 
 fn rig(scenario: &str) -> Rig {
+    rig_with(scenario, &[])
+}
+
+fn rig_with(scenario: &str, tools: &[&str]) -> Rig {
     let o = RigOptions {
         parent: "/var/tmp".into(),
         keep: false,
@@ -42,6 +46,7 @@ fn rig(scenario: &str) -> Rig {
         new_bytes: 320 << 20,
         data_bytes: 8 << 20,
         scenario: format!("{SCENARIO_LIB}{scenario}"),
+        extra_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
     };
     Rig::build(&o, &mut |_| {}).expect("building the sandbox rig")
 }
@@ -392,6 +397,48 @@ done_rc 0
     assert_eq!(rc(&run, "answer3"), 3);
     let after = Facts::parse(section(&run, "after"));
     assert_as_before(&before, &after, rig.old.devno(), "after no");
+    let cleanup = rig.cleanup();
+    assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
+}
+
+/// On a terminal (a pty from util-linux `script`), migrate asks before
+/// quiesce and before the pivot; answers typed there go on.
+#[test]
+fn on_a_terminal_it_asks_twice_and_goes_on_with_yes() {
+    require_root!();
+    if skip() {
+        return;
+    }
+    if !crate::common::have_tool("script") {
+        eprintln!("SKIP: no `script` (util-linux) to give migrate a terminal");
+        return;
+    }
+    let scenario = r#"
+sec before; facts
+sec interactive
+( sleep 2; echo y; sleep 3; echo y; sleep 15 ) | SHELL=/bin/sh script -qec "reroot migrate $REROOT_DEMO_OLD $REROOT_DEMO_NEW --grow --release-timeout 3" /dev/null >/run/i.out 2>&1
+echo "rc $?"
+sec output; cat /run/i.out
+sec status; reroot status --json
+sec after; facts
+sec end
+done_rc 0
+"#;
+    let rig = rig_with(scenario, &["script"]);
+    let run = boot(&rig, Duration::from_secs(300));
+    let out = section(&run, "output");
+    assert_eq!(rc(&run, "interactive"), 0, "{out}");
+    assert!(
+        out.contains("Stop the services above and remount / read-only now?"),
+        "{out}"
+    );
+    assert!(out.contains("This is the point of no return"), "{out}");
+    assert!(out.contains("[y/N]"), "{out}");
+    assert!(out.contains("done: / is now"), "{out}");
+    let s = json(&run, "status");
+    assert_eq!(s["outcome"], "done", "{s:#}");
+    let after = Facts::parse(section(&run, "after"));
+    assert_eq!(after.root_dev(), Some(rig.new.devno()));
     let cleanup = rig.cleanup();
     assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
 }

@@ -117,6 +117,7 @@ impl DemoOptions {
                 new_bytes: 384 << 20,
                 data_bytes: 24 << 20,
                 scenario: format!("{SCENARIO_LIB}{DEMO_SCENARIO}"),
+                extra_tools: Vec::new(),
             },
             migrate_flags: String::new(),
             limit: Duration::from_secs(240),

@@ -205,6 +205,9 @@ pub struct RigOptions {
     /// The scenario: the operator's session, a busybox sh script (see
     /// [`SandboxOptions::scenario`]).
     pub scenario: String,
+    /// More host programs for the scenario, by name (copied with their
+    /// libraries to `/usr/bin`; missing ones are skipped).
+    pub extra_tools: Vec<String>,
 }
 
 /// Two loop devices (an old root with the sandbox, an empty larger target)
@@ -295,6 +298,14 @@ impl Rig {
             from: o.reroot_exe.clone(),
             to: "/usr/sbin/reroot".into(),
         });
+        for t in &o.extra_tools {
+            if let Some(from) = sandbox::host_tool(t) {
+                opts.host_binaries.push(HostBinary {
+                    from,
+                    to: PathBuf::from("/usr/bin").join(t),
+                });
+            }
+        }
         for t in ["e2fsck", "resize2fs", "tune2fs"] {
             if let Some(from) = sandbox::host_tool(t) {
                 opts.host_binaries.push(HostBinary {

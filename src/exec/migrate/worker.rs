@@ -287,13 +287,17 @@ impl Worker {
             ),
         };
         let _ = fs::remove_file(&self.paths.answer);
+        self.say(&format!(
+            "waiting for confirmation ({stage}): answer on the terminal that started the \
+             migration, or with `reroot migrate --attach` or `--answer yes|no`"
+        ));
+        // The lines above go through the pump: let them reach the log and
+        // the events file before the question shows up in the journal.
+        std::thread::sleep(Duration::from_millis(200));
         self.append(Entry::Await {
             stage,
             question: question.clone(),
         })?;
-        self.say(&format!(
-            "waiting for confirmation ({stage}): {question} (answer with `reroot migrate --attach`)"
-        ));
         let limit = Duration::from_secs(self.req.confirm_timeout_secs);
         let t0 = Instant::now();
         loop {
