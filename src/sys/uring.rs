@@ -521,6 +521,16 @@ impl<T> Drop for Ring<T> {
                 self.kernel_ops -= 1;
             }
         }
+        // Closing the ring tears it down in a kernel worker, some time after
+        // we return: registered files would stay open (a block device opened
+        // with O_EXCL would stay claimed) after the copy ended. Unregistering
+        // drops them now, in this thread.
+        if self.features.fixed_files {
+            let _ = self.ring.submitter().unregister_files();
+        }
+        if self.features.fixed_buffers {
+            let _ = self.ring.submitter().unregister_buffers();
+        }
     }
 }
 

@@ -341,12 +341,9 @@ impl Run<'_, '_> {
         } else {
             format!("errno {}", e.errno)
         };
-        Error::io(
-            format!("{what} failed at byte offset {} ({errno})", e.offset),
-            io,
-        )
-        .device(path)
-        .offset(e.offset)
+        Error::io(format!("{what} failed ({errno})"), io)
+            .device(path)
+            .offset(e.offset)
     }
 
     fn start(&mut self, j: usize, chunk: u64, offset: u64, len: u64) {
@@ -454,8 +451,14 @@ impl Run<'_, '_> {
 
     /// Everything the job waited for has arrived: take its next step.
     fn advance(&mut self, j: usize) {
-        if self.jobs[j].failed || self.error.is_some() {
+        if self.jobs[j].failed {
             return self.finish(j, false);
+        }
+        if self.error.is_some() {
+            // Stopping: a chunk whose write just landed everywhere is
+            // copied; anything earlier in its life is not.
+            let written = self.jobs[j].stage == Stage::Write;
+            return self.finish(j, written);
         }
         let (chunk, stage) = (self.jobs[j].chunk, self.jobs[j].stage);
         let chunk_idx = usize::try_from(chunk).unwrap_or(usize::MAX);
