@@ -93,6 +93,15 @@ by default), plus 8 bytes per chunk for the hash table."
 G are powers of 1024). Memory is bounded by queue depth x chunk size."
     )]
     pub chunk_size: usize,
+    /// Threads hashing chunks (0 = on the I/O thread).
+    #[arg(
+        long,
+        value_name = "N",
+        long_help = "Threads that compute the xxh3 of each chunk, so hashing never holds up \
+the I/O thread. 0 hashes on the I/O thread itself (no hand-off; can be faster when every core \
+is busy). Default: one per core, at most 4."
+    )]
+    pub hash_threads: Option<usize>,
 }
 
 impl EngineArgs {
@@ -108,6 +117,7 @@ impl EngineArgs {
             chunk_size: self.chunk_size,
             ..CopyOptions::default()
         }
+        .with_hash_threads(self.hash_threads)
     }
 }
 
@@ -389,6 +399,13 @@ mod tests {
     fn mirror_targets() {
         assert_eq!(parse(&["s", "t1", "t2", "t3"]).targets.len(), 3);
         assert!(Cli::try_parse_from(["reroot", "copy", "s"]).is_err());
+    }
+
+    #[test]
+    fn hash_threads_flag() {
+        assert_eq!(parse(&["s", "t"]).engine.hash_threads, None);
+        assert_eq!(parse(&["s", "t", "--hash-threads", "0"]).engine.hash_threads, Some(0));
+        assert_eq!(parse(&["s", "t", "--hash-threads", "3"]).engine.options().hash_threads, 3);
     }
 
     #[test]

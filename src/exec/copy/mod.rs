@@ -76,7 +76,7 @@ pub struct CopyOptions {
     pub force: bool,
     /// Read targets first; write only chunks whose hash differs.
     pub delta: bool,
-    /// Hashing threads.
+    /// Hashing threads (0 = hash on the I/O thread).
     pub hash_threads: usize,
     /// Free gaps up to this many bytes between used ranges are copied too.
     pub max_gap: u64,
@@ -99,6 +99,17 @@ impl Default for CopyOptions {
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
         }
+    }
+}
+
+impl CopyOptions {
+    /// These options with `n` hash threads, when given (0 = hash inline).
+    #[must_use]
+    pub fn with_hash_threads(mut self, n: Option<usize>) -> Self {
+        if let Some(n) = n {
+            self.hash_threads = n.min(64);
+        }
+        self
     }
 }
 
