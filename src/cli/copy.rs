@@ -79,7 +79,7 @@ kernels, debugging); same plan, same checks."
         default_value_t = copy::DEFAULT_QUEUE_DEPTH,
         value_name = "N",
         long_help = "How many chunk-sized buffers are in flight at once (1..=1024). Memory used \
-for data is bounded by queue depth x chunk size, whatever the device size (16 x 1 MiB = 16 MiB \
+for data is bounded by queue depth x chunk size, whatever the device size (64 x 1 MiB = 64 MiB \
 by default), plus 8 bytes per chunk for the hash table."
     )]
     pub queue_depth: usize,
@@ -128,7 +128,7 @@ impl EngineArgs {
 once and written to every target). For an ext2/3/4 source only the blocks the filesystem uses \
 are copied; anything else is copied in full. The source must be unmounted or mounted read-only.\n\n\
 By default every written range is then read back from each target with O_DIRECT and compared \
-with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (16 MiB by default)."
+with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default)."
 )]
 pub struct Args {
     /// The source device or image.

@@ -32,7 +32,7 @@ pub use pipeline::{Mismatch, Pass, PassConfig, PassStats, Pipeline};
 
 /// Default chunks in flight (buffers in the pool). Chosen from the peer
 /// benchmark (see `benches/BENCHMARKING.md`).
-pub const DEFAULT_QUEUE_DEPTH: usize = 16;
+pub const DEFAULT_QUEUE_DEPTH: usize = 64;
 /// Default chunk size in bytes (see `benches/BENCHMARKING.md`).
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// Default largest free gap copied to join two used ranges (see
