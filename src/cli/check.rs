@@ -42,6 +42,15 @@ the target as a blocker: you have checked that its contents may be overwritten. 
 target checks still apply."
     )]
     pub force: bool,
+    /// The copy will get a new UUID: say which boot references that breaks.
+    #[arg(
+        long,
+        long_help = "Judge fstab and the kernel command line as if the copy will get a new \
+filesystem UUID (`reroot copy --new-uuid`): references by UUID= then break and are reported \
+with what to change. Without it, the copy is assumed identical (UUID= and LABEL= keep working; \
+device paths, device numbers, PARTUUID= and PARTLABEL= break either way)."
+    )]
+    pub new_uuid: bool,
 }
 
 /// How many findings of information are listed before "and N more".
@@ -129,6 +138,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         root: args.root,
         target: args.target,
         force: args.force,
+        new_uuid: args.new_uuid,
         ..CheckOptions::default()
     };
     let report = check::check(&SysRoot::live(), &opts)?;
@@ -172,6 +182,12 @@ mod tests {
             parse(&["--target", "/dev/sdb"]).target,
             Some(PathBuf::from("/dev/sdb"))
         );
+    }
+
+    #[test]
+    fn new_uuid_flag() {
+        assert!(!parse(&[]).new_uuid);
+        assert!(parse(&["--new-uuid"]).new_uuid);
     }
 
     #[test]

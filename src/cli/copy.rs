@@ -194,6 +194,20 @@ entries. Without it the copy keeps the source's identity, so root=UUID= and fsta
 and `reroot finish` re-identifies the old root. Either way the report names every device's UUID."
     )]
     pub new_uuid: bool,
+    /// Pick queue depth and chunk size from a saved `reroot bench` result (or a short probe).
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        require_equals = true,
+        conflicts_with_all = ["queue_depth", "chunk_size"],
+        long_help = "Choose --queue-depth and --chunk-size from the newest saved `reroot bench` \
+result for this source (same path and size; one with copy tests preferred) in FILE, or in the \
+default results file with plain --tune (/var/lib/reroot/bench.json as root). Without a fitting \
+result, run a short read-only io_uring probe of the source (9 settings, about 3 s) instead. \
+The setting chosen is the least memory within 5% of the fastest; the report shows it."
+    )]
+    pub tune: Option<Option<PathBuf>>,
     /// Engine flags.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -293,6 +307,31 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     opts.max_gap = args.max_gap as u64;
     let reporter = ctx.reporter();
     let sink = reporter.sink();
+    if let Some(file) = &args.tune {
+        // Issue 8: `--tune` takes queue depth and chunk size from `reroot bench`.
+        let t = match reroot::exec::bench::tune(&args.source, file.as_deref(), &sink) {
+            Ok(t) => t,
+            Err(e) => {
+                drop(sink);
+                reporter.finish();
+                return Err(e.into());
+            }
+        };
+        sink.info(format!(
+            "--tune: queue depth {}, chunk size {} KiB ({})",
+            t.queue_depth,
+            t.chunk_size >> 10,
+            match &t.source {
+                reroot::exec::bench::TuneSource::Saved { file, .. } =>
+                    format!("saved bench result in {}", file.display()),
+                reroot::exec::bench::TuneSource::Probe => "short read probe".to_owned(),
+                reroot::exec::bench::TuneSource::Defaults =>
+                    "defaults: nothing measured".to_owned(),
+            }
+        ));
+        opts.queue_depth = t.queue_depth;
+        opts.chunk_size = t.chunk_size;
+    }
     let result = copy::copy(&args.source, &args.targets, &opts, &sink);
     let identity = match &result {
         Ok(r) if r.mismatch_count == 0 => identity_after_copy(&args, &sink),
@@ -404,8 +443,19 @@ mod tests {
     #[test]
     fn hash_threads_flag() {
         assert_eq!(parse(&["s", "t"]).engine.hash_threads, None);
-        assert_eq!(parse(&["s", "t", "--hash-threads", "0"]).engine.hash_threads, Some(0));
-        assert_eq!(parse(&["s", "t", "--hash-threads", "3"]).engine.options().hash_threads, 3);
+        assert_eq!(
+            parse(&["s", "t", "--hash-threads", "0"])
+                .engine
+                .hash_threads,
+            Some(0)
+        );
+        assert_eq!(
+            parse(&["s", "t", "--hash-threads", "3"])
+                .engine
+                .options()
+                .hash_threads,
+            3
+        );
     }
 
     #[test]
@@ -478,6 +528,20 @@ mod tests {
     fn new_uuid_flag() {
         assert!(parse(&["s", "t", "--new-uuid"]).new_uuid);
         assert!(!parse(&["s", "t"]).new_uuid);
+    }
+
+    #[test]
+    fn tune_flag() {
+        assert_eq!(parse(&["s", "t"]).tune, None);
+        assert_eq!(parse(&["--tune", "s", "t"]).tune, Some(None));
+        assert_eq!(
+            parse(&["s", "t", "--tune=/x/bench.json"]).tune,
+            Some(Some(PathBuf::from("/x/bench.json")))
+        );
+        // Explicit engine settings and --tune contradict each other.
+        for flag in ["--queue-depth=8", "--chunk-size=4M"] {
+            assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--tune", flag]).is_err());
+        }
     }
 
     #[test]

@@ -1,19 +1,200 @@
-//! `reroot demo`: a whole migration in a sandbox.
-//!
-//! Not built yet: see issue #7.
+//! `reroot demo`: a whole migration in a sandbox (loop devices, private
+//! namespaces), checked, then cleaned up. Flags to [`DemoOptions`]; the
+//! report as text or JSON.
 
-use super::{CmdResult, Ctx, not_built};
+use std::path::PathBuf;
+
+use reroot::exec::demo::{self, DemoOptions, DemoReport, Interrupts};
+use reroot::report::progress::Style;
+
+use super::{CmdResult, Ctx, Exit, output};
 
 /// Flags of `reroot demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Keep the sandbox files after the run, for inspection.
-    #[arg(long)]
+    /// Keep the sandbox's image files after the run, for inspection.
+    #[arg(
+        long,
+        long_help = "Keep the work directory under /var/tmp (the old and new root images) after \
+the run, to look at them (`losetup`, `mount -o ro` them yourself). The loop devices are \
+detached and nothing stays mounted either way."
+    )]
     pub keep: bool,
+    /// Where the work directory goes.
+    #[arg(
+        long,
+        default_value = "/var/tmp",
+        value_name = "DIR",
+        long_help = "The directory in which the demo makes its work directory (two sparse image \
+files, 640 MiB apparent, about 120 MiB used). It must be on a disk filesystem, not a tmpfs \
+(O_DIRECT)."
+    )]
+    pub dir: PathBuf,
+    /// Internal: print the tree hash of DIR (used inside the sandbox).
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub tree_hash: Option<PathBuf>,
 }
 
 /// Run `reroot demo`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
-    let _ = (args, ctx);
-    Err(not_built("demo", 7))
+    if let Some(dir) = &args.tree_hash {
+        println!("{}", demo::tree_hash(dir)?);
+        return Ok(Exit::Success);
+    }
+    let exe = std::env::current_exe()?;
+    let mut o = DemoOptions::new(exe);
+    o.rig.keep = args.keep;
+    o.rig.parent = args.dir;
+    let show = ctx.style != Style::Quiet;
+    let signals = Interrupts::catch();
+    let result = demo::run(
+        &o,
+        &mut |line: &str| {
+            if show {
+                eprintln!("{line}");
+            }
+        },
+        &mut || signals.poll(),
+    );
+    drop(signals);
+    let report = result?;
+    if ctx.json {
+        output::json(&report)?;
+    } else {
+        print_human(&report);
+    }
+    Ok(if report.ok {
+        Exit::Success
+    } else if report.interrupted.is_some() {
+        Exit::Interrupted
+    } else {
+        Exit::Failure
+    })
+}
+
+fn print_human(r: &DemoReport) {
+    println!();
+    if let Some(why) = &r.interrupted {
+        println!("demo stopped: {why}");
+    }
+    if let Some(m) = &r.migrate {
+        println!(
+            "reroot migrate {} -> {}: {}",
+            r.old_device,
+            r.new_device,
+            m["outcome"].as_str().unwrap_or("?")
+        );
+        if let Some(stages) = m["stages"].as_array() {
+            for s in stages {
+                let secs = s["seconds"]
+                    .as_f64()
+                    .map(|t| format!("{t:6.2} s"))
+                    .unwrap_or_default();
+                println!(
+                    "  {:<9} {:<8} {secs}",
+                    s["stage"].as_str().unwrap_or(""),
+                    s["status"].as_str().unwrap_or("")
+                );
+            }
+        }
+        let h = |k: &str| reroot::plan::target::human_bytes(m[k].as_u64().unwrap_or(0));
+        if let Some(w) = m["read_only_window_seconds"].as_f64() {
+            println!("  read-only window: {w:.2} s");
+        }
+        println!(
+            "  copied {} (live pre-copy {}, delta {}), verified {}",
+            h("bytes_copied"),
+            h("bytes_precopied"),
+            h("bytes_delta"),
+            h("bytes_verified")
+        );
+        if let Some(rs) = m["restarted"].as_array() {
+            let names: Vec<&str> = rs.iter().filter_map(|v| v.as_str()).collect();
+            println!("  restarted: {}", names.join(", "));
+        }
+    }
+    println!("checks:");
+    for c in &r.checks {
+        println!(
+            "  [{}] {}: {}",
+            if c.ok { "ok" } else { "FAILED" },
+            c.name,
+            c.detail
+        );
+    }
+    println!(
+        "cleanup: loop devices {} detached; {}",
+        r.cleanup.loop_devices.join(", "),
+        if r.cleanup.left_behind.is_empty() {
+            "nothing left behind".to_owned()
+        } else {
+            format!("LEFT BEHIND: {}", r.cleanup.left_behind.join("; "))
+        }
+    );
+    if r.cleanup.kept {
+        println!("kept: {}", r.cleanup.work_dir.display());
+    }
+    if let Some(out) = &r.sandbox_output {
+        println!("--- the sandbox's output ---\n{out}");
+    }
+    println!(
+        "{} in {:.1} s",
+        if r.ok {
+            "demo passed"
+        } else if r.interrupted.is_some() {
+            "demo interrupted (cleaned up)"
+        } else {
+            "demo FAILED"
+        },
+        r.seconds
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::args::{Cli, Command};
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Args {
+        let mut v = vec!["reroot", "demo"];
+        v.extend_from_slice(args);
+        match Cli::try_parse_from(v).unwrap().command {
+            Command::Demo(a) => a,
+            other => panic!("parsed {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let a = parse(&[]);
+        assert!(!a.keep);
+        assert_eq!(a.dir, PathBuf::from("/var/tmp"));
+        assert!(a.tree_hash.is_none());
+    }
+
+    #[test]
+    fn keep_flag() {
+        assert!(parse(&["--keep"]).keep);
+    }
+
+    #[test]
+    fn dir_flag() {
+        assert_eq!(parse(&["--dir", "/srv/x"]).dir, PathBuf::from("/srv/x"));
+    }
+
+    #[test]
+    fn hidden_tree_hash() {
+        assert_eq!(
+            parse(&["--tree-hash", "/var/lib/demo"]).tree_hash,
+            Some(PathBuf::from("/var/lib/demo"))
+        );
+        use clap::CommandFactory;
+        let help = Cli::command()
+            .find_subcommand_mut("demo")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(!help.contains("tree-hash"));
+    }
 }

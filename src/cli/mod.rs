@@ -84,8 +84,3 @@ pub fn main() -> ExitCode {
         Err(err) => output::error(&err, ctx.json).into(),
     }
 }
-
-/// The error for a command whose implementation has not landed yet.
-pub fn not_built(command: &str, issue: u32) -> anyhow::Error {
-    anyhow::anyhow!("`reroot {command}` is not built yet (tracked in issue #{issue})")
-}

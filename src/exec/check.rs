@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::identity;
 use crate::error::{Result, Stage};
 use crate::plan::preflight::{self, Category, Finding, Report, Severity};
 use crate::plan::target;
@@ -26,6 +27,8 @@ pub struct CheckOptions {
     pub run_dir: PathBuf,
     /// Processes to leave out of the scan besides reroot itself.
     pub skip_pids: Vec<u32>,
+    /// The copy will get a new UUID (`--new-uuid`): `UUID=` references break.
+    pub new_uuid: bool,
 }
 
 impl Default for CheckOptions {
@@ -36,6 +39,7 @@ impl Default for CheckOptions {
             force: false,
             run_dir: PathBuf::from("/run"),
             skip_pids: Vec::new(),
+            new_uuid: false,
         }
     }
 }
@@ -50,6 +54,13 @@ pub fn check(sys: &SysRoot, opts: &CheckOptions) -> Result<Report> {
     if let Some(t) = &opts.target {
         report.add(target_checks(sys, facts.dev(), t, opts.force));
     }
+    report.add(identity::boot_config_findings(
+        sys,
+        &opts.root,
+        facts.dev(),
+        opts.target.as_deref(),
+        opts.new_uuid,
+    ));
     Ok(report)
 }
 

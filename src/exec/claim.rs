@@ -52,6 +52,27 @@ pub fn open_unused(dev: &Path) -> Result<File> {
     }
 }
 
+/// Wait (at most the release grace) until `dev`, a block device we just
+/// closed after holding it exclusively, can be claimed again; an image
+/// file returns at once. Used by `copy` before it returns.
+pub fn wait_released(dev: &Path) {
+    if !is_block_device(dev).unwrap_or(false) {
+        return;
+    }
+    let deadline = Instant::now() + RELEASE_GRACE;
+    loop {
+        let busy = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(dev)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::EBUSY));
+        if !busy || mounted_at(dev).is_some() || Instant::now() >= deadline {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// True when `dev` is a block device (not an image file).
 pub fn is_block_device(dev: &Path) -> Result<bool> {
     let m = std::fs::metadata(dev)

@@ -129,7 +129,7 @@ fn grow_inner(dev: &Path, opts: &GrowOptions, sink: &EventSink) -> Result<GrowRe
                 require_block_device(dev, sig.kind)?;
                 // nouuid: the source may be mounted with the same UUID.
                 let xfs_growfs = pick(&tools, "xfs_growfs")?;
-                mounted_grow(dev, "xfs", "nouuid", sink, |mnt| {
+                mounted_grow(dev, "xfs", "nouuid", &xfs_growfs.path, sink, |mnt| {
                     let mut c = xfs_growfs.command();
                     c.arg("-D").arg(blocks.to_string()).arg(mnt);
                     c
@@ -141,7 +141,7 @@ fn grow_inner(dev: &Path, opts: &GrowOptions, sink: &EventSink) -> Result<GrowRe
                 require_block_device(dev, sig.kind)?;
                 let devid = sig.btrfs.as_ref().map_or(1, |b| b.devid);
                 let btrfs = pick(&tools, "btrfs")?;
-                mounted_grow(dev, "btrfs", "", sink, |mnt| {
+                mounted_grow(dev, "btrfs", "", &btrfs.path, sink, |mnt| {
                     let mut c = btrfs.command();
                     c.args(["filesystem", "resize", &format!("{devid}:{bytes}")])
                         .arg(mnt);
@@ -220,12 +220,13 @@ fn mounted_grow(
     dev: &Path,
     fstype: &str,
     data: &str,
+    tool: &Path,
     sink: &EventSink,
     make: impl FnOnce(&Path) -> std::process::Command + Send,
 ) -> Result<()> {
     let started = Instant::now();
     sink.phase("grow", None, Unit::Percent);
-    with_private_mount(dev, fstype, data, |mnt| {
+    with_private_mount(dev, fstype, data, &[tool], |mnt| {
         tools::run_ok(&mut make(mnt)).map(|_| ())
     })?;
     sink.phase_end("grow", 100, started.elapsed());

@@ -22,7 +22,11 @@ use super::e2fs::{self, FsckOutcome};
 use super::event::{EventSink, Unit};
 use super::tools::{self, Requirement, Tool};
 use crate::error::{Error, Result};
+use crate::plan::identity::{self as decide, IdentityFacts};
+use crate::plan::preflight::{self, Category};
+use crate::probe::device::{self, DevNo};
 use crate::probe::fs_superblock::{self, FsInfo, FsKind};
+use crate::probe::{SysRoot, cmdline, devlinks, fstab};
 
 /// Which identity a device has.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -298,6 +302,72 @@ unmount it, then retry",
         method: method.to_owned(),
         fsck,
     })
+}
+
+/// `check`'s boot-configuration findings (issue 6): how `ROOT_DIR/etc/fstab`
+/// and, when `root_dir` is `/`, the kernel command line name the root on
+/// device `root_dev`, and whether each name survives the move to `target`
+/// (with or without `--new-uuid`). Reads only. Empty when the root is not
+/// on a block device.
+pub fn boot_config_findings(
+    sys: &SysRoot,
+    root_dir: &Path,
+    root_dev: u64,
+    target: Option<&Path>,
+    new_uuid: bool,
+) -> Vec<preflight::Finding> {
+    let Some(node) =
+        device::kernel_name(sys, DevNo::from_raw(root_dev)).map(|n| sys.dev_dir.join(n))
+    else {
+        return Vec::new();
+    };
+    let Ok(source) = devlinks::device_names(sys, &node) else {
+        return Vec::new();
+    };
+    let fstype = std::fs::File::open(&node)
+        .ok()
+        .and_then(|f| fs_superblock::read(&f).ok().flatten())
+        .map(|i| i.kind);
+    let target = target.and_then(|t| devlinks::device_names(sys, t).ok());
+    let fstab_path = root_dir.join("etc/fstab");
+    let tab = fstab_path
+        .exists()
+        .then(|| fstab::read(&fstab_path).ok())
+        .flatten();
+    let line = (root_dir == Path::new("/"))
+        .then(|| cmdline::read(sys).ok())
+        .flatten();
+    let refs = decide::root_refs(tab.as_ref(), line.as_ref());
+    let facts = IdentityFacts {
+        refs: &refs,
+        cmdline_read: line.is_some(),
+        fstab_read: tab.is_some(),
+        source: &source,
+        target: target.as_ref(),
+        fstype,
+        new_uuid,
+    };
+    decide::decide(&facts)
+        .into_iter()
+        .map(|f| {
+            let severity = match f.severity {
+                decide::Severity::Info => preflight::Severity::Info,
+                decide::Severity::Warning => preflight::Severity::Warning,
+            };
+            let mut out = preflight::Finding::new(
+                severity,
+                Category::BootConfig,
+                f.message,
+                f.advice.unwrap_or_default(),
+            );
+            out.paths = match f.origin {
+                Some(decide::RefOrigin::Fstab { .. }) => vec![fstab_path.clone()],
+                Some(decide::RefOrigin::Cmdline) => vec![sys.proc("cmdline")],
+                None => Vec::new(),
+            };
+            out
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -5,14 +5,18 @@
 //! May import everything to its left: `units`, `error`, `ext`, `probe`,
 //! `plan`, `sys`.
 
+pub mod bench;
 pub mod check;
 pub mod claim;
 pub mod copy;
+pub mod demo;
 pub mod e2fs;
 pub mod event;
 pub mod finish;
 pub mod grow;
 pub mod identity;
+pub mod journal;
+pub mod migrate;
 pub mod pivot;
 pub mod quiesce;
 pub mod sandbox;

@@ -177,6 +177,29 @@ impl Default for SandboxOptions {
     }
 }
 
+impl SandboxOptions {
+    /// The defaults plus what a migration inside the sandbox needs: the
+    /// `reroot` binary at `/usr/sbin/reroot` and the host's e2fsprogs
+    /// (`e2fsck`, `tune2fs`, `resize2fs`, `dumpe2fs`) in `/sbin`, each with
+    /// its libraries. Tools missing on the host are left out.
+    pub fn for_migration(reroot_exe: &Path) -> Self {
+        let mut o = Self::default();
+        o.host_binaries.push(HostBinary {
+            from: reroot_exe.to_path_buf(),
+            to: "/usr/sbin/reroot".into(),
+        });
+        for t in ["e2fsck", "tune2fs", "resize2fs", "dumpe2fs"] {
+            if let Some(from) = host_tool(t) {
+                o.host_binaries.push(HostBinary {
+                    from,
+                    to: Path::new("/sbin").join(t),
+                });
+            }
+        }
+        o
+    }
+}
+
 /// Where a scenario writes its exit code to power the sandbox off: init
 /// exits with it, which ends the PID namespace (and so the boot command).
 pub const SCENARIO_DONE: &str = "/run/sandbox/poweroff";
@@ -591,32 +614,23 @@ if [ -z "${REROOT_HOST_MNT_NS:-}" ] || [ "$self" = "$REROOT_HOST_MNT_NS" ] \
     echo "sandbox boot: refusing: not inside a private mount namespace" >&2
     exit 97
 fi
-r=$REROOT_SANDBOX_DIR
-mount "$REROOT_SANDBOX_DEV" "$r"
-mount -t proc -o nosuid,nodev,noexec proc "$r/proc"
-mount -t sysfs -o nosuid,nodev,noexec sysfs "$r/sys"
-mount -t tmpfs -o nosuid,mode=755,size=16m dev "$r/dev"
-for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
-    set -- $n
-    mknod -m 666 "$r/dev/$1" c "$2" "$3"
-done
-for d in ${REROOT_SANDBOX_BLOCKDEVS:-}; do
-    mkdir -p "$r$(dirname "$d")"
-    mknod -m 660 "$r$d" b "$(( 0x$(stat -Lc %t "$d") ))" "$(( 0x$(stat -Lc %T "$d") ))"
-done
-mkdir -p "$r/dev/pts" "$r/dev/shm"
-mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$r/dev/pts"
-ln -sf pts/ptmx "$r/dev/ptmx"
-mount -t tmpfs -o nosuid,nodev,mode=755,size=32m run "$r/run"
-if [ "${REROOT_SANDBOX_CGROUP:-0}" = 1 ]; then
-    mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$r/sys/fs/cgroup"
+# `unshare --propagation private` made every mount private; a shared one
+# would carry what is mounted here back to the machine.
+if grep -q ' shared:' /proc/self/mountinfo; then
+    echo "sandbox boot: refusing: a mount in this namespace is shared" >&2
+    exit 97
 fi
-while read -r kind src dst; do
-    case "$kind" in
-        tmpfs) mount -t tmpfs -o mode=755,size=16m tmpfs "$r$dst" ;;
-        bind) mount --bind "$r$src" "$r$dst" ;;
-    esac
-done <"$r/etc/sandbox/mounts"
+r=$REROOT_SANDBOX_DIR
+# Device numbers of the block devices to show inside, read while the
+# machine's /dev is still visible.
+nodes=
+for d in ${REROOT_SANDBOX_BLOCKDEVS:-}; do
+    nodes="$nodes $d:$(( 0x$(stat -Lc %t "$d") )):$(( 0x$(stat -Lc %T "$d") ))"
+done
+# Leave the copy of the machine's mount table first: until it is detached,
+# this namespace holds a reference to every mount the machine had when it
+# was created (other tests' mounts included).
+mount "$REROOT_SANDBOX_DEV" "$r"
 cd "$r"
 pivot_root . .hostroot
 cd /
@@ -624,6 +638,33 @@ export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 # This namespace's copy of the machine's mounts: private, so detaching it
 # changes nothing outside.
 umount -l /.hostroot
+mount -t proc -o nosuid,nodev,noexec proc /proc
+mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
+mount -t tmpfs -o nosuid,mode=755,size=16m dev /dev
+for n in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+    set -- $n
+    mknod -m 666 "/dev/$1" c "$2" "$3"
+done
+for n in $nodes; do
+    IFS=:
+    set -- $n
+    IFS=' '
+    mkdir -p "$(dirname "$1")"
+    mknod -m 660 "$1" b "$2" "$3"
+done
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /dev/pts
+ln -sf pts/ptmx /dev/ptmx
+mount -t tmpfs -o nosuid,nodev,mode=755,size=32m run /run
+if [ "${REROOT_SANDBOX_CGROUP:-0}" = 1 ]; then
+    mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+fi
+while read -r kind src dst; do
+    case "$kind" in
+        tmpfs) mount -t tmpfs -o mode=755,size=16m tmpfs "$dst" ;;
+        bind) mount --bind "$src" "$dst" ;;
+    esac
+done </etc/sandbox/mounts
 # A shared root, as under systemd, in peer groups of this namespace only.
 mount --make-rshared /
 exec /sbin/init

@@ -5,9 +5,12 @@
 
 #![warn(clippy::arithmetic_side_effects)]
 
+pub mod bench;
 pub mod copy;
 pub mod finish;
 pub mod grow;
+pub mod identity;
+pub mod migrate;
 pub mod pivot;
 pub mod preflight;
 pub mod quiesce;

@@ -514,6 +514,7 @@ pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
                 RestartClass::Session => "login session: log out and in again",
                 RestartClass::Sshd => "restart it; it must listen again before you log out",
                 RestartClass::Logind => "restart dbus first (logind exits with it), then logind",
+                RestartClass::Network => "restart it (a DHCP lease may drop for about a second)",
                 _ if u.ends_with(".scope") => "a scope cannot be restarted: restart its owner",
                 _ => "restart it",
             };

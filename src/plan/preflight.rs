@@ -339,6 +339,7 @@ pub fn shorten(items: &[String], max: usize) -> String {
         items.join(", ")
     } else {
         let rest = items.len().saturating_sub(max);
+        // `max < items.len()` here, so the slice is in bounds.
         format!("{} and {rest} more", items[..max].join(", "))
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! Reads through [`ReadAt`] only (tests feed byte images), imports `ext` and
 //! `error`. Fields are named after the kernel's (`s_feature_incompat`,
-//! `sb_dblocks`); a full ext parse is `ext`'s job.
+//! `sb_dblocks`); a full ext parse is `ext`'s job, and the ext2/3/4 kind
+//! comes from `ext::detect`. The ext fields read here (`s_lastcheck`,
+//! `s_mtime`, feature bits) are those `ext`'s public API does not expose.
 
 use std::fmt;
 
@@ -232,7 +234,16 @@ fn label(b: &[u8]) -> String {
 pub fn read(dev: &(impl ReadAt + ?Sized)) -> Result<Option<FsInfo>> {
     if let Some(sb) = read_block(dev, EXT_SB_OFFSET, 1024)? {
         if le16(&sb, 0x38) == EXT_MAGIC {
-            return ext(&sb).map(Some);
+            let mut info = ext(&sb)?;
+            // One ext2/3/4 rule for all of reroot: the ext parser's.
+            if let Some(d) = crate::ext::detect(dev)? {
+                info.kind = match d.kind {
+                    crate::ext::ExtKind::Ext2 => FsKind::Ext2,
+                    crate::ext::ExtKind::Ext3 => FsKind::Ext3,
+                    crate::ext::ExtKind::Ext4 => FsKind::Ext4,
+                };
+            }
+            return Ok(Some(info));
         }
     }
     if let Some(sb) = read_block(dev, 0, 512)? {

@@ -101,6 +101,7 @@ pub fn parse_line(line: &str, lineno: usize) -> Result<MapEntry<'_>> {
         .map(str::as_bytes)
         .filter(|p| p.len() == 4 && p.is_ascii())
         .ok_or_else(|| bad(lineno, "permissions"))?;
+    // Indexing is fine: exactly four bytes, checked above.
     let perms = Perms {
         read: p[0] == b'r',
         write: p[1] == b'w',

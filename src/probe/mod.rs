@@ -5,10 +5,14 @@
 //! ioctls that only query), never `plan` or `exec`.
 
 pub mod cgroup;
+pub mod cmdline;
 pub mod device;
+pub mod devlinks;
 pub mod fdinfo;
 pub mod fs_superblock;
+pub mod fstab;
 pub mod init;
+pub mod loadavg;
 pub mod loops;
 pub mod maps;
 pub mod mountinfo;

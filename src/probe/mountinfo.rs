@@ -71,9 +71,11 @@ pub struct Mount {
 }
 
 impl Mount {
-    /// True when the mount is read-only (per-mount `ro`).
+    /// True when nothing can be written through this mount: per-mount
+    /// `ro`, or the filesystem itself read-only (superblock `ro`, as every
+    /// bind mount of a root remounted read-only is, whatever its own flag).
     pub fn is_read_only(&self) -> bool {
-        self.mount_options.iter().any(|o| o == "ro")
+        self.mount_options.iter().any(|o| o == "ro") || self.super_options.iter().any(|o| o == "ro")
     }
 
     /// `makedev(major, minor)` as the kernel encodes it in `st_dev`.
@@ -247,6 +249,14 @@ mod tests {
         assert_eq!(m[2].propagation.propagate_from, Some(2));
         assert_eq!(m[2].propagation.make_flag(), "slave");
         assert_eq!(m[2].super_options, vec!["rw", "errors=continue"]);
+        // A bind of a filesystem remounted read-only keeps its own `rw`
+        // flag, but nothing can be written through it.
+        let b = parse_line(
+            "9 1 8:1 /srv /b rw,relatime - ext4 /dev/sda1 ro,errors=continue",
+            1,
+        )
+        .unwrap();
+        assert!(b.is_read_only());
         assert!(m[3].propagation.unbindable);
         assert_eq!(m[3].source, "user@host:/a\\b");
         assert_eq!(m[3].fstype, "fuse.sshfs");

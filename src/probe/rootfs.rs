@@ -95,6 +95,18 @@ fn on_fs(path: &Path, mounts: &[Mount], filter: &Filter) -> bool {
     }
 }
 
+/// [`on_fs`] for the backing file of a loop device or a swap file, which
+/// the kernel names as seen from the namespace that set it up: one that
+/// is not deleted but does not exist here belongs to another mount
+/// namespace (the machine's, seen from a container or a sandbox) and is
+/// not on this filesystem.
+fn backing_on_fs(path: &Path, deleted: bool, mounts: &[Mount], filter: &Filter) -> bool {
+    if deleted {
+        return on_fs(path, mounts, filter);
+    }
+    statx_cached(path).is_ok_and(|st| filter.matches(st.dev))
+}
+
 /// The layer directories of an overlay mount: (`lowerdir` entries, `upperdir`
 /// and `workdir`). Colons inside a lowerdir entry are escaped as `\:`.
 pub fn overlay_layers(m: &Mount) -> (Vec<PathBuf>, Vec<PathBuf>) {
@@ -147,7 +159,7 @@ pub fn gather(sys: &SysRoot, root: &Path, skip_pids: &[u32]) -> Result<RootFacts
 
     let loops = loops::list(sys)?
         .into_iter()
-        .filter(|l| on_fs(&l.backing_file, &mounts, &filter))
+        .filter(|l| backing_on_fs(&l.backing_file, l.deleted, &mounts, &filter))
         .map(|l| LoopUse {
             mounts: mounts
                 .iter()
@@ -159,7 +171,7 @@ pub fn gather(sys: &SysRoot, root: &Path, skip_pids: &[u32]) -> Result<RootFacts
         .collect();
     let swaps = swaps::read(sys)?
         .into_iter()
-        .filter(|s| s.is_file() && on_fs(&s.path, &mounts, &filter))
+        .filter(|s| s.is_file() && backing_on_fs(&s.path, s.deleted, &mounts, &filter))
         .collect();
     let overlays = mounts
         .iter()
@@ -233,6 +245,25 @@ mod tests {
         assert!(e.to_string().contains("not a mount point"), "{e}");
         assert!(is_network_fstype("nfs4") && is_network_fstype("fuse.sshfs"));
         assert!(!is_network_fstype("ext4") && !is_network_fstype("fusectl"));
+    }
+
+    /// Regression (found by `reroot demo`): inside a sandbox, the machine's
+    /// loop devices show backing files that do not exist in the sandbox;
+    /// the fallback by mount point took them as files on the sandbox's `/`,
+    /// and quiesce set out to detach the machine's loop devices.
+    #[test]
+    fn a_backing_file_that_is_not_here_is_not_on_the_fs() {
+        let d = tempfile::tempdir().unwrap();
+        let mounts = mountinfo::read(&SysRoot::live(), "self").unwrap();
+        let here = mountinfo::mount_of(&mounts, d.path()).unwrap().clone();
+        let filter = Filter::devices([here.dev()]);
+        let missing = d.path().join("elsewhere.img");
+        assert!(!backing_on_fs(&missing, false, &mounts, &filter));
+        // Deleted: judged by the mount it lay on, as before.
+        assert!(backing_on_fs(&missing, true, &mounts, &filter));
+        let present = d.path().join("here.img");
+        std::fs::write(&present, b"x").unwrap();
+        assert!(backing_on_fs(&present, false, &mounts, &filter));
     }
 
     /// The live system, rooted at wherever the temp dir lives: the gather

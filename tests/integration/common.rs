@@ -173,7 +173,28 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
+        // A scan by a concurrent test (or a closing io_uring ring) can keep
+        // the mount busy for a moment: retry, then detach it lazily rather
+        // than leave it (and its loop device) behind.
+        for _ in 0..50 {
+            match Command::new("umount").arg(&self.dir).output() {
+                Ok(o) if o.status.success() => return,
+                Ok(o) if !String::from_utf8_lossy(&o.stderr).contains("busy") => {
+                    eprintln!(
+                        "umount {}: {}",
+                        self.dir.display(),
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    );
+                    return;
+                }
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        }
+        eprintln!(
+            "umount {}: still busy after 5 s; detaching lazily",
+            self.dir.display()
+        );
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
 }
 

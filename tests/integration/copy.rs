@@ -330,3 +330,37 @@ fn mounted_target_is_refused() {
     );
     drop(m);
 }
+
+/// Regression: the io_uring ring is torn down asynchronously after its fd
+/// is closed, and its registered files kept the target's O_EXCL claim for
+/// a while after `copy` returned: the next exclusive open (another copy,
+/// e2fsck, a mount) failed with EBUSY. The ring now unregisters its files
+/// when dropped. In-process, as `migrate` runs its stages (without the fix
+/// every iteration here failed).
+#[test]
+fn copy_releases_the_target_at_once() {
+    use std::os::unix::fs::OpenOptionsExt;
+    require_root!();
+    let dir = scratch();
+    let src = LoopDev::attach(&sparse_file(&dir.path().join("s.img"), 64 * MIB), &[]);
+    let dst = LoopDev::attach(&sparse_file(&dir.path().join("d.img"), 64 * MIB), &[]);
+    mkfs("ext4", src.path(), &[]);
+    let opts = reroot::exec::copy::CopyOptions {
+        force: true,
+        ..Default::default()
+    };
+    for i in 0..10 {
+        reroot::exec::copy::copy(
+            src.path(),
+            &[dst.path().to_path_buf()],
+            &opts,
+            &reroot::exec::event::EventSink::none(),
+        )
+        .unwrap_or_else(|e| panic!("copy {i}: {e}"));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(dst.path());
+        assert!(f.is_ok(), "copy {i}: the target is still claimed: {f:?}");
+    }
+}

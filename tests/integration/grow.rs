@@ -62,6 +62,9 @@ impl Pair {
             common::tree_hash(m.dir())
         };
         prepare(source.path());
+        // Another test's new mount namespace may still hold a copy of the
+        // mount we just undid; the copy would rightly refuse a mounted source.
+        wait_released(source.path());
         let out = common::reroot()
             .args(["copy", "--json"])
             .arg(source.path())
@@ -70,6 +73,7 @@ impl Pair {
             .output()
             .expect("running reroot copy");
         let report = assert_ok(&out);
+        wait_released(target.path());
         let pair = Self {
             source,
             target,
@@ -98,6 +102,28 @@ fn grow(dev: &Path, extra: &[&str]) -> Output {
         .args(extra)
         .output()
         .expect("running reroot grow")
+}
+
+/// Wait until nothing holds `dev` exclusively: the copy engine's io_uring
+/// ring releases its registered target from a kernel worker after `reroot
+/// copy` exits (a mount in that window fails with EBUSY), and a mount
+/// namespace created meanwhile keeps an unmounted filesystem alive.
+pub fn wait_released(dev: &Path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let open = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(dev);
+        match open {
+            Ok(_) => return,
+            Err(e) if std::time::Instant::now() > deadline => {
+                panic!("{} still busy after the copy: {e}", dev.display())
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
 }
 
 pub fn json(out: &Output) -> serde_json::Value {
@@ -364,4 +390,46 @@ fn not_a_filesystem_is_refused() {
             .contains("no ext2/3/4, xfs or btrfs"),
         "{err}"
     );
+}
+
+#[test]
+fn private_mount_is_invisible_and_pins_no_other_mount() {
+    require_root!();
+    use reroot::exec::temp_mount::with_private_mount;
+    let dir = common::scratch();
+    let mk = |name: &str| {
+        let d = LoopDev::attach(&sparse_file(&dir.path().join(name), 32 * MIB), &[]);
+        common::mkfs("ext4", d.path(), &[]);
+        d
+    };
+    let (dev, other_dev) = (mk("dev.img"), mk("other.img"));
+    let other = Mounted::new(other_dev.path(), &dir.path().join("other"), None);
+    let other_mp = other.dir().display().to_string();
+    let (ours, host, mnt) = with_private_mount(dev.path(), "ext4", "", &[], |mnt| {
+        let ours = std::fs::read_to_string("/proc/thread-self/mountinfo").unwrap();
+        let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        Ok((ours, host, mnt.display().to_string()))
+    })
+    .expect("private mount");
+    assert!(
+        ours.contains(&format!(" {mnt} ")),
+        "mounted in its namespace"
+    );
+    assert!(
+        !host.contains(&format!(" {mnt} ")),
+        "invisible to the process's namespace"
+    );
+    assert!(
+        !ours.contains(&other_mp),
+        "unrelated mounts are detached: {ours}"
+    );
+    assert!(ours.contains(" /proc "), "/proc stays for the tools");
+    assert!(
+        !Path::new(&mnt).exists(),
+        "the temporary directory is removed"
+    );
+    assert!(!is_mounted(dev.path()));
+    drop(other);
+    wait_released(other_dev.path());
+    wait_released(dev.path());
 }

@@ -197,3 +197,98 @@ fn new_uuid_on_btrfs() {
     );
     assert_eq!(p.target_tree("ro"), p.tree);
 }
+
+/// `check --root MNT --json` boot-config findings for the fstab in MNT.
+fn boot_findings(root: &Path, target: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = common::reroot()
+        .args(["check", "--json", "--root"])
+        .arg(root)
+        .arg("--target")
+        .arg(target)
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = crate::grow::json(&out);
+    report["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings in {report}"))
+        .iter()
+        .filter(|f| f["category"] == "boot-config")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn check_judges_how_fstab_names_the_root() {
+    require_root!();
+    let dir = common::scratch();
+    let src = common::LoopDev::attach(
+        &common::sparse_file(&dir.path().join("src.img"), 64 << 20),
+        &[],
+    );
+    let tgt = common::LoopDev::attach(
+        &common::sparse_file(&dir.path().join("tgt.img"), 128 << 20),
+        &[],
+    );
+    common::mkfs("ext4", src.path(), &["-L", "oldroot"]);
+    let uuid = blkid_uuid(src.path());
+    let m = common::Mounted::new(src.path(), &dir.path().join("root"), None);
+    std::fs::create_dir_all(m.dir().join("etc")).unwrap();
+    let fstab = m.dir().join("etc/fstab");
+
+    // By device path: breaks, and the advice names the UUID to use instead.
+    std::fs::write(
+        &fstab,
+        format!("# test\n{} / ext4 defaults 0 1\n", src.path().display()),
+    )
+    .unwrap();
+    let fs = boot_findings(m.dir(), tgt.path(), &[]);
+    let f = fs
+        .iter()
+        .find(|f| f["summary"].as_str().unwrap().contains("/etc/fstab line 2"))
+        .unwrap_or_else(|| panic!("no finding for the fstab line: {fs:?}"));
+    assert_eq!(f["severity"], "warning", "{f}");
+    assert!(
+        f["summary"].as_str().unwrap().contains("device path"),
+        "{f}"
+    );
+    assert!(
+        f["advice"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("`UUID={uuid}`")),
+        "{f}"
+    );
+    assert!(
+        fs.iter()
+            .any(|f| f["summary"].as_str().unwrap().contains("share UUID")),
+        "the twin-identity note: {fs:?}"
+    );
+
+    // By UUID: keeps working with an identical copy, breaks with --new-uuid.
+    std::fs::write(&fstab, format!("UUID={uuid} / ext4 defaults 0 1\n")).unwrap();
+    let fs = boot_findings(m.dir(), tgt.path(), &[]);
+    let f = fs
+        .iter()
+        .find(|f| f["summary"].as_str().unwrap().contains("line 1"))
+        .unwrap();
+    assert_eq!(f["severity"], "info", "{f}");
+    let fs = boot_findings(m.dir(), tgt.path(), &["--new-uuid"]);
+    let f = fs
+        .iter()
+        .find(|f| f["summary"].as_str().unwrap().contains("line 1"))
+        .unwrap();
+    assert_eq!(f["severity"], "warning", "{f}");
+    assert!(f["advice"].as_str().unwrap().contains("initramfs"), "{f}");
+
+    // By label: keeps working either way.
+    std::fs::write(&fstab, "LABEL=oldroot / ext4 defaults 0 1\n").unwrap();
+    for extra in [&[][..], &["--new-uuid"][..]] {
+        let fs = boot_findings(m.dir(), tgt.path(), extra);
+        let f = fs
+            .iter()
+            .find(|f| f["summary"].as_str().unwrap().contains("line 1"))
+            .unwrap();
+        assert_eq!(f["severity"], "info", "{f}");
+    }
+}

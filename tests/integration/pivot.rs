@@ -10,14 +10,14 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reroot::exec::sandbox::{self, Boot, CgroupDir, SandboxOptions};
 use reroot::probe::mountinfo::{self, Mount};
 
-use crate::common::{LoopDev, Mounted, mkfs, run_ok, scratch, sparse_file};
+use crate::common::{LoopDev, mkfs, run_ok, scratch, sparse_file};
 
 /// A sandbox image on a loop device plus an empty target of the same size.
 struct Rig {
@@ -80,31 +80,18 @@ impl Rig {
         let dir = scratch();
         let old = LoopDev::attach(&sparse_file(&dir.path().join("old.img"), 192 << 20), &[]);
         let new = LoopDev::attach(&sparse_file(&dir.path().join("new.img"), 192 << 20), &[]);
-        mkfs("ext4", old.path(), &["-L", "sandbox-root"]);
-        {
-            let m = Mounted::new(old.path(), &dir.path().join("populate"), None);
-            let mut opts = SandboxOptions {
-                scenario: Some(scenario.to_owned()),
-                ..SandboxOptions::default()
-            };
-            if let Some(f) = fstab_root(old.path()) {
-                opts.fstab_root = f;
-            }
-            opts.host_binaries.push(sandbox::HostBinary {
-                from: env!("CARGO_BIN_EXE_reroot").into(),
-                to: "/usr/sbin/reroot".into(),
-            });
-            // finish re-identifies the old root with e2fsprogs.
-            for t in ["tune2fs", "e2fsck"] {
-                if let Some(from) = sandbox::host_tool(t) {
-                    opts.host_binaries.push(sandbox::HostBinary {
-                        from,
-                        to: PathBuf::from("/sbin").join(t),
-                    });
-                }
-            }
-            sandbox::build(m.dir(), &opts).expect("building the sandbox root");
+        // Built in a directory and put on the filesystem by mke2fs -d: the
+        // image is never mounted on the machine.
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(&tree).unwrap();
+        let mut opts = SandboxOptions::for_migration(Path::new(env!("CARGO_BIN_EXE_reroot")));
+        opts.scenario = Some(scenario.to_owned());
+        if let Some(f) = fstab_root(old.path()) {
+            opts.fstab_root = f;
         }
+        sandbox::build(&tree, &opts).expect("building the sandbox root");
+        let tree_arg = tree.display().to_string();
+        mkfs("ext4", old.path(), &["-L", "sandbox-root", "-d", &tree_arg]);
         fs::create_dir_all(dir.path().join("nsroot")).unwrap();
         let name = format!(
             "reroot-pivot-test-{}-{}",
@@ -480,6 +467,110 @@ fn pivot_moves_mounts_back_and_restarts_services() {
         assert_eq!(g["class"], "session", "still on the old root: {g:#}");
     }
     assert!(run.section("log").contains("pivot_root"));
+    // The worker re-executed itself from the new root.
+    assert!(rep["reexec"].is_string(), "{rep:#}");
+    assert!(
+        run.section("log")
+            .contains("worker running from the new root")
+    );
+}
+
+const HANGUP_SCENARIO: &str = r#"
+reroot pivot "$SANDBOX_NEW" >/run/pivot.out 2>/run/pivot.err &
+fg=$!
+# This shell survives to report; its child must not inherit that.
+trap '' HUP
+i=0
+while [ ! -s /run/reroot/worker.pid ] && [ $i -lt 100 ]; do usleep 50000; i=$((i + 1)); done
+# The SSH connection drops: the whole login session gets SIGHUP.
+kill -HUP -- -$$
+usleep 200000
+sec fg_alive; if [ -d /proc/$fg ] && ! grep -q '^State:.*Z' /proc/$fg/status; then echo yes; else echo no; fi
+i=0
+while [ ! -f /run/reroot/result.json ] && [ $i -lt 600 ]; do usleep 100000; i=$((i + 1)); done
+sec result; cat /run/reroot/result.json
+sec log; cat /run/reroot/pivot.log
+cd /
+sec end
+done_rc 0
+"#;
+
+#[test]
+fn pivot_survives_the_operator_session_hanging_up() {
+    require_root!();
+    if skip_without_tools() {
+        return;
+    }
+    let rig = Rig::new(&format!("{PRELUDE}{HANGUP_SCENARIO}"));
+    rig.copy();
+    let run = rig.boot(Duration::from_secs(180));
+    if std::env::var_os("REROOT_TEST_SHOW").is_some() {
+        eprintln!("{}", run.stdout);
+    }
+    run.assert_ok();
+    // The operator's command died of the hangup...
+    assert_eq!(
+        run.section("fg_alive").trim(),
+        "no",
+        "{}",
+        run.section("log")
+    );
+    // ...and the detached worker finished the pivot and the restarts.
+    let rep = run.json("result");
+    assert_eq!(rep["pivoted"], true, "{rep:#}");
+    assert_eq!(rep["ok"], true, "{rep:#}\n{}", run.section("log"));
+    assert_eq!(rep["sshd"][0]["listening"], true);
+}
+
+const HUMAN_SCENARIO: &str = r#"
+reroot pivot "$SANDBOX_NEW" --oldroot /oldroot --restart list >/run/pivot.out 2>/run/pivot.err
+rc=$?
+sec pivot_rc; echo $rc
+sec out; cat /run/pivot.out
+sec err; cat /run/pivot.err
+sec after; cat /proc/self/mountinfo
+cd /
+sec end
+done_rc 0
+"#;
+
+#[test]
+fn pivot_lists_without_restarting_and_prints_a_summary() {
+    require_root!();
+    if skip_without_tools() {
+        return;
+    }
+    let rig = Rig::new(&format!("{PRELUDE}{HUMAN_SCENARIO}"));
+    rig.copy();
+    let run = rig.boot(Duration::from_secs(180));
+    run.assert_ok();
+    assert_eq!(
+        run.section("pivot_rc").trim(),
+        "0",
+        "{}",
+        run.section("err")
+    );
+    let out = run.section("out");
+    assert!(out.contains("/ is now /dev/loop"), "{out}");
+    assert!(out.contains("the old root (/dev/loop"), "{out}");
+    assert!(
+        out.contains("ran from the old root after the pivot:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("logger.service") || rig.cgroup.is_none(),
+        "{out}"
+    );
+    assert!(
+        !out.contains("restart ssh.service"),
+        "--restart list restarts nothing: {out}"
+    );
+    // The log lines were followed on stderr while the worker ran.
+    assert!(run.section("err").contains("pivot_root"));
+    let after = run.mounts("after");
+    assert!(by_point(&after, "/oldroot").is_some(), "--oldroot honoured");
+    // --restart list: the services still run from the old root.
+    assert!(!out.contains("nothing runs from the old root"), "{out}");
 }
 
 const FINISH_AUTO: &str = r#"
@@ -623,4 +714,62 @@ fn finish_refuses_while_processes_and_namespaces_hold_the_old_root() {
     assert_eq!(Rig::uuid(rig.old.path()), before, "--keep-old-identity");
     // Both roots carry LABEL=sandbox-root: the fstab entry is flagged.
     assert_eq!(f2["fstab"]["verdict"], "warn", "{f2:#}");
+}
+
+const ROLLBACK_SCENARIO: &str = r#"
+sec before; cat /proc/self/mountinfo
+reroot pivot "$SANDBOX_NEW" --json >/run/pivot.json 2>/run/pivot.err
+rc=$?
+sec pivot_rc; echo $rc
+sec pivot; cat /run/pivot.json
+sec after; cat /proc/self/mountinfo
+sec stage; ls -a /run/reroot/
+sec log; cat /run/reroot/pivot.log
+sec end
+done_rc 0
+"#;
+
+#[test]
+fn pivot_onto_a_non_root_filesystem_is_undone() {
+    require_root!();
+    if skip_without_tools() {
+        return;
+    }
+    let rig = Rig::new(&format!("{PRELUDE}{ROLLBACK_SCENARIO}"));
+    // An empty ext4, not a copy of the root: refused after mounting it.
+    mkfs("ext4", rig.new.path(), &[]);
+    let run = rig.boot(Duration::from_secs(120));
+    run.assert_ok();
+    assert_eq!(
+        run.section("pivot_rc").trim(),
+        "3",
+        "{}\n{}",
+        run.section("log"),
+        run.section("pivot")
+    );
+    let rep = run.json("pivot");
+    assert_eq!(rep["pivoted"], false);
+    assert_eq!(rep["rolled_back"], true, "{rep:#}");
+    assert_eq!(rep["error_kind"], "refused");
+    assert!(
+        rep["hint"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed")
+    );
+    // The mount table is exactly as before: the staging tmpfs and the new
+    // root were unmounted again, nothing else was touched.
+    let strip = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(strip(run.section("before")), strip(run.section("after")));
+    assert!(
+        !run.section("stage").contains("stage"),
+        "{}",
+        run.section("stage")
+    );
+    assert!(run.section("log").contains("undo: umount"));
 }

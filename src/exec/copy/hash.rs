@@ -66,7 +66,11 @@ impl Hashers {
             rx,
             threads: handles,
             outstanding: 0,
-            ready: std::collections::VecDeque::with_capacity(if threads == 0 { buffers } else { 0 }),
+            ready: std::collections::VecDeque::with_capacity(if threads == 0 {
+                buffers
+            } else {
+                0
+            }),
         })
     }
 

@@ -76,6 +76,10 @@ pub struct CopyOptions {
     pub force: bool,
     /// Read targets first; write only chunks whose hash differs.
     pub delta: bool,
+    /// A live pre-copy: the source may be mounted read-write (its map is a
+    /// best-effort snapshot; a later `delta` pass on the quiesced source
+    /// makes the copy exact). `migrate` uses it; nothing else should.
+    pub live: bool,
     /// Hashing threads (0 = hash on the I/O thread).
     pub hash_threads: usize,
     /// Free gaps up to this many bytes between used ranges are copied too.
@@ -95,6 +99,7 @@ impl Default for CopyOptions {
             direct: true,
             force: false,
             delta: false,
+            live: false,
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
@@ -265,8 +270,14 @@ fn validate(opts: &CopyOptions) -> Result<()> {
     Ok(())
 }
 
-/// Read the source's used-block map, or decide on a full copy.
-pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, MapSummary)> {
+/// Read the source's used-block map, or decide on a full copy. `live`: the
+/// source is mounted read-write (see [`CopyOptions::live`]).
+pub fn source_map(
+    path: &Path,
+    size: u64,
+    full: bool,
+    live: bool,
+) -> Result<(ExtentList, MapSummary)> {
     let whole = |reason: String| {
         let used = ExtentList::whole(size);
         let summary = MapSummary {
@@ -292,7 +303,11 @@ pub fn source_map(path: &Path, size: u64, full: bool) -> Result<(ExtentList, Map
             "not an ext2/3/4 filesystem; copying every byte".into(),
         ));
     }
-    let map = ext::read_map(&file, &MapOptions::default()).map_err(|e| {
+    let map_opts = MapOptions {
+        live,
+        ..MapOptions::default()
+    };
+    let map = ext::read_map(&file, &map_opts).map_err(|e| {
         let hint = match e.kind() {
             ErrorKind::NeedsRecovery(_) => {
                 "replay the journal first (mount and unmount it, or e2fsck), or copy every byte with --full"
@@ -469,16 +484,17 @@ pub fn copy(
         .map(|t| device::inspect(t, &opts.root).map_err(|e| e.stage(Stage::Copy)))
         .collect::<Result<Vec<_>>>()?;
     let needed = target::needed_bytes(&src_facts);
-    target::into_result(
-        &target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta),
-        Stage::Copy,
-    )?;
+    let mut refusals = target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta);
+    if opts.live {
+        refusals.retain(|r| r.rule != target::Rule::SourceMountedRw);
+    }
+    target::into_result(&refusals, Stage::Copy)?;
     let o = open_all(source, targets, opts, true, events).map_err(|e| e.stage(Stage::Copy))?;
     refuse_same(&o.source, &o.targets)?;
     let mut warnings = o.warnings.clone();
 
     let tm = Instant::now();
-    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    let (used, map) = source_map(source, o.source.size, opts.full, opts.live)?;
     if let Some(r) = &map.reason {
         if !opts.full {
             events.warn(r.clone());
@@ -545,16 +561,27 @@ pub fn copy(
             check.elapsed.as_secs_f64(),
         ));
     }
+    let engine = pipe.engine();
+    let direct_io = o.source.direct && o.targets.iter().all(|d| d.direct);
+    // Return only once the targets are free again: the ring's registered
+    // files are put from io_uring's own workers, which can finish after our
+    // last close; until then the O_EXCL claim holds and the next stage's
+    // exclusive open (a delta pass, e2fsck, a mount) would fail with EBUSY.
+    drop(pipe);
+    drop(o);
+    for t in targets {
+        crate::exec::claim::wait_released(t);
+    }
     let seconds = t0.elapsed().as_secs_f64();
     let report = Report {
         command: "copy",
         source: source.to_path_buf(),
         targets: targets.to_vec(),
         map,
-        engine: pipe.engine(),
+        engine,
         queue_depth: opts.queue_depth,
         chunk_size: opts.chunk_size,
-        direct_io: o.source.direct && o.targets.iter().all(|d| d.direct),
+        direct_io,
         verify: opts.verify,
         delta: opts.delta,
         bytes_planned: plan.bytes,
@@ -600,7 +627,7 @@ pub fn verify(
     let o = open_all(source, &targets, opts, false, events).map_err(|e| e.stage(Stage::Verify))?;
     let mut warnings = o.warnings.clone();
     let tm = Instant::now();
-    let (used, map) = source_map(source, o.source.size, opts.full)?;
+    let (used, map) = source_map(source, o.source.size, opts.full, false)?;
     if let Some(r) = &map.reason {
         if !opts.full {
             events.warn(r.clone());

@@ -411,7 +411,7 @@ impl Run<'_, '_> {
             Ok(()) => {
                 self.stats.bytes_read += d.buf.len() as u64;
                 let idx = usize::try_from(which).unwrap_or(0);
-                if self.pass.reads_targets() && !job.failed && self.error.is_none() {
+                if self.pass.reads_targets() && !job.failed {
                     // Hash as soon as each read lands.
                     match self.p.hashers.send(d.tag, d.buf) {
                         Ok(()) => job.waiting += 1,
@@ -451,14 +451,11 @@ impl Run<'_, '_> {
 
     /// Everything the job waited for has arrived: take its next step.
     fn advance(&mut self, j: usize) {
+        // After an error elsewhere, chunks already in flight still run to
+        // the end (no new ones start): the most data ends up done, and
+        // "every chunk below the failed one" stays true.
         if self.jobs[j].failed {
             return self.finish(j, false);
-        }
-        if self.error.is_some() {
-            // Stopping: a chunk whose write just landed everywhere is
-            // copied; anything earlier in its life is not.
-            let written = self.jobs[j].stage == Stage::Write;
-            return self.finish(j, written);
         }
         let (chunk, stage) = (self.jobs[j].chunk, self.jobs[j].stage);
         let chunk_idx = usize::try_from(chunk).unwrap_or(usize::MAX);

@@ -1,0 +1,410 @@
+//! The migration report, built from the journal alone (so `reroot status`
+//! shows the same report for a running, interrupted or finished migration):
+//! time per stage, the read-only window, bytes copied and verified, what was
+//! restarted, what failed and what the rollback did, and what the operator
+//! still has to do.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::Paths;
+use crate::exec::journal::{ErrorRecord, Outcome, StageStatus, Summary};
+use crate::plan::migrate::{Stage, skipped};
+
+/// One stage in the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StageLine {
+    /// The stage.
+    pub stage: Stage,
+    /// `pending`, `running`, `done`, `failed`, `skipped`.
+    pub status: String,
+    /// Wall time of its last run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
+    /// Times run (more than one after a resume).
+    pub runs: u32,
+    /// What it did, in a few lines.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// What failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failed {
+    /// The stage.
+    pub stage: Stage,
+    /// The error.
+    pub error: ErrorRecord,
+}
+
+/// What the rollback did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RollbackReport {
+    /// The failed stage it undid.
+    pub after: Stage,
+    /// It ended.
+    pub done: bool,
+    /// Everything was undone: the system is as it was.
+    pub restored: bool,
+    /// What was undone.
+    pub undone: Vec<String>,
+    /// What could not be undone.
+    pub failed: Vec<String>,
+}
+
+/// The report (`--json` prints it; `migrate-report.json` holds it).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrateReport {
+    /// The migration reached its goal.
+    pub ok: bool,
+    /// `running`, `waiting`, `interrupted`, or the outcome.
+    pub state: String,
+    /// How it ended, when it did.
+    pub outcome: Option<Outcome>,
+    /// The root's device.
+    pub source: PathBuf,
+    /// The target.
+    pub target: PathBuf,
+    /// Every stage.
+    pub stages: Vec<StageLine>,
+    /// Seconds the root was read-only (so far, while it lasts).
+    pub read_only_window_seconds: Option<f64>,
+    /// Bytes written by the live pre-copy.
+    pub bytes_precopied: u64,
+    /// Bytes rewritten by the delta pass.
+    pub bytes_delta: u64,
+    /// All bytes written to the target.
+    pub bytes_copied: u64,
+    /// Bytes verified equal.
+    pub bytes_verified: u64,
+    /// What was restarted or started again.
+    pub restarted: Vec<String>,
+    /// The failure, if any.
+    pub failed: Option<Failed>,
+    /// The rollback, if any.
+    pub rollback: Option<RollbackReport>,
+    /// The system is as it was before the migration (after a rollback).
+    pub system_restored: Option<bool>,
+    /// A question waiting for the operator.
+    pub awaiting: Option<String>,
+    /// What the operator still has to do.
+    pub todo: Vec<String>,
+    /// Seconds from start to the last record.
+    pub total_seconds: f64,
+    /// The worker's pid, while it runs.
+    pub worker: Option<u32>,
+    /// The journal.
+    pub journal: PathBuf,
+    /// The log.
+    pub log: PathBuf,
+}
+
+fn status_name(s: StageStatus) -> &'static str {
+    match s {
+        StageStatus::Pending => "pending",
+        StageStatus::Running => "running",
+        StageStatus::Done => "done",
+        StageStatus::Failed => "failed",
+    }
+}
+
+/// Build the report from a journal summary. `worker`: the live worker's
+/// pid, if any; `now_ms`: for a window still open.
+pub fn build(s: &Summary, worker: Option<u32>, now_ms: u64, paths: &Paths) -> MigrateReport {
+    let mut stages = Vec::new();
+    for st in Stage::ALL {
+        let line = match s.stage(st) {
+            Some(x) => StageLine {
+                stage: st,
+                status: status_name(x.status).to_owned(),
+                seconds: x.seconds,
+                runs: x.runs,
+                notes: x
+                    .summary
+                    .as_ref()
+                    .map(|m| m.notes.clone())
+                    .unwrap_or_default(),
+            },
+            None => StageLine {
+                stage: st,
+                status: if skipped(st, &s.request.choices).is_some() {
+                    "skipped"
+                } else {
+                    "pending"
+                }
+                .to_owned(),
+                seconds: None,
+                runs: 0,
+                notes: Vec::new(),
+            },
+        };
+        stages.push(line);
+    }
+    let sum_of = |st: Stage| s.stage(st).and_then(|x| x.summary.as_ref());
+    let bytes_precopied = sum_of(Stage::Precopy).map_or(0, |m| m.bytes_copied);
+    let bytes_delta = sum_of(Stage::Copy).map_or(0, |m| m.bytes_copied);
+    let bytes_verified = sum_of(Stage::Verify).map_or(0, |m| m.bytes_verified);
+    let mut restarted = Vec::new();
+    let mut todo = Vec::new();
+    for st in Stage::ALL {
+        if let Some(m) = sum_of(st) {
+            restarted.extend(m.restarted.iter().cloned());
+            todo.extend(m.todo.iter().cloned());
+        }
+    }
+    let failed = s.failed.and_then(|st| {
+        s.stage(st)
+            .and_then(|x| x.error.clone())
+            .map(|error| Failed { stage: st, error })
+    });
+    let rollback = s.rollback_of.map(|after| {
+        let (restored, undone, failed) =
+            s.rollback_done
+                .clone()
+                .unwrap_or((false, Vec::new(), Vec::new()));
+        RollbackReport {
+            after,
+            done: s.rollback_done.is_some(),
+            restored,
+            undone,
+            failed,
+        }
+    });
+    let state = match (s.outcome, &s.awaiting, worker) {
+        (Some(o), _, _) => serde_json::to_value(o)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        (None, Some(_), Some(_)) => "waiting".to_owned(),
+        (None, _, Some(_)) => "running".to_owned(),
+        (None, _, None) => "interrupted".to_owned(),
+    };
+    match s.outcome {
+        Some(Outcome::RolledBack) | Some(Outcome::Cancelled) => {
+            todo.clear();
+            if let Some(f) = &failed {
+                todo.push(format!(
+                    "fix what made the {} stage fail, then run `reroot migrate` again",
+                    f.stage
+                ));
+            }
+        }
+        Some(Outcome::RollbackIncomplete) => {
+            todo.clear();
+            todo.push(
+                "undo what the rollback could not (listed under rollback), e.g. with \
+                 `reroot resume-services`"
+                    .to_owned(),
+            );
+        }
+        Some(Outcome::FailedAfterPivot) => todo.insert(
+            0,
+            "the system runs from the new root, but a stage after the pivot failed: see \
+             `failed`, and fix forward (`reroot finish` can be run again)"
+                .to_owned(),
+        ),
+        None if worker.is_none() => todo.insert(
+            0,
+            "the worker is gone: `reroot migrate --resume` continues from the last completed stage"
+                .to_owned(),
+        ),
+        _ => {}
+    }
+    MigrateReport {
+        ok: s.outcome.is_some_and(Outcome::ok),
+        state,
+        outcome: s.outcome,
+        source: s.request.source.clone(),
+        target: s.request.target.clone(),
+        stages,
+        read_only_window_seconds: s.read_only_seconds(now_ms),
+        bytes_precopied,
+        bytes_delta,
+        bytes_copied: bytes_precopied.saturating_add(bytes_delta),
+        bytes_verified,
+        restarted,
+        failed,
+        system_restored: s.rollback_done.as_ref().map(|r| r.0),
+        rollback,
+        awaiting: s.awaiting.as_ref().map(|a| a.1.clone()),
+        todo,
+        total_seconds: s.last_ms.saturating_sub(s.started_ms) as f64 / 1000.0,
+        worker,
+        journal: paths.journal.clone(),
+        log: paths.log.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exec::journal::{Entry, Record, Request, StageSummary, VERSION, summarize};
+    use crate::plan::migrate::Choices;
+
+    fn rec(seq: u64, at_ms: u64, entry: Entry) -> Record {
+        Record { seq, at_ms, entry }
+    }
+
+    fn req() -> Request {
+        Request {
+            source: "/dev/a".into(),
+            target: "/dev/b".into(),
+            root: "/".into(),
+            choices: Choices {
+                grow: true,
+                new_uuid: false,
+            },
+            yes: true,
+            force: false,
+            state_dir: "/run/reroot".into(),
+            put_old: "/mnt/oldroot".into(),
+            confirm_timeout_secs: 1,
+            release_timeout_secs: 1,
+            mnt_ns: "mnt:[1]".into(),
+            exe: "/x".into(),
+            inject_failure: None,
+            inject_crash: None,
+        }
+    }
+
+    fn done(seq: u64, at: u64, stage: Stage, summary: StageSummary) -> Record {
+        rec(
+            seq,
+            at,
+            Entry::StageDone {
+                stage,
+                seconds: 1.0,
+                summary,
+            },
+        )
+    }
+
+    #[test]
+    fn a_done_migration() {
+        let mut recs = vec![rec(
+            1,
+            0,
+            Entry::Started {
+                version: VERSION,
+                request: req(),
+            },
+        )];
+        let mut seq = 1;
+        let mut push = |at, stage, s: StageSummary| {
+            seq += 1;
+            recs.push(done(seq, at, stage, s));
+        };
+        push(1000, Stage::Check, StageSummary::default());
+        push(
+            2000,
+            Stage::Precopy,
+            StageSummary {
+                bytes_copied: 100,
+                ..Default::default()
+            },
+        );
+        push(3000, Stage::Quiesce, StageSummary::default());
+        push(
+            3500,
+            Stage::Copy,
+            StageSummary {
+                bytes_copied: 7,
+                ..Default::default()
+            },
+        );
+        push(
+            4000,
+            Stage::Verify,
+            StageSummary {
+                bytes_verified: 107,
+                ..Default::default()
+            },
+        );
+        push(4500, Stage::Grow, StageSummary::default());
+        push(
+            5500,
+            Stage::Pivot,
+            StageSummary {
+                restarted: vec!["ssh.service".into()],
+                todo: vec!["log out and in again".into()],
+                ..Default::default()
+            },
+        );
+        push(
+            6000,
+            Stage::Restart,
+            StageSummary {
+                restarted: vec!["systemctl start logger.service".into()],
+                ..Default::default()
+            },
+        );
+        push(
+            7000,
+            Stage::Finish,
+            StageSummary {
+                todo: vec!["run: update-initramfs -u".into()],
+                ..Default::default()
+            },
+        );
+        let n = recs.len() as u64 + 1;
+        recs.push(rec(
+            n,
+            7001,
+            Entry::Finished {
+                outcome: Outcome::Done,
+            },
+        ));
+        let s = summarize(&recs).unwrap();
+        let r = build(&s, None, 99_999, &Paths::new("/run/reroot".as_ref()));
+        assert!(r.ok);
+        assert_eq!(r.state, "done");
+        assert_eq!(r.read_only_window_seconds, Some(2.5));
+        assert_eq!(
+            (r.bytes_precopied, r.bytes_delta, r.bytes_copied),
+            (100, 7, 107)
+        );
+        assert_eq!(r.bytes_verified, 107);
+        assert_eq!(r.restarted.len(), 2);
+        assert_eq!(
+            r.todo,
+            vec!["log out and in again", "run: update-initramfs -u"]
+        );
+        assert_eq!(r.stages.len(), 10);
+        let id = r
+            .stages
+            .iter()
+            .find(|x| x.stage == Stage::Identity)
+            .unwrap();
+        assert_eq!(id.status, "skipped");
+        assert!((r.total_seconds - 7.001).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_interrupted_migration_says_resume() {
+        let recs = vec![
+            rec(
+                1,
+                0,
+                Entry::Started {
+                    version: VERSION,
+                    request: req(),
+                },
+            ),
+            rec(
+                2,
+                5,
+                Entry::StageStart {
+                    stage: Stage::Check,
+                },
+            ),
+        ];
+        let s = summarize(&recs).unwrap();
+        let r = build(&s, None, 10, &Paths::new("/r".as_ref()));
+        assert_eq!(r.state, "interrupted");
+        assert!(r.todo[0].contains("--resume"));
+        let r = build(&s, Some(7), 10, &Paths::new("/r".as_ref()));
+        assert_eq!(r.state, "running");
+        assert!(r.todo.is_empty());
+    }
+}
