@@ -14,6 +14,7 @@
 #                               file's page cache), direct = --direct-io=on
 #     -s SECTIONS  comma list of reroot,copy,fio,sweep,memory,mixed,hash,raw (default
 #                  reroot,copy,fio,memory). reroot = reroot copy rows; copy = the peers;
+#                  e2image = only the e2image -ra row of the peers (quick reruns);
 #                  sweep = reroot --verify hash at queue depths 4..64 x chunks 256K..4M (one run
 #                  each unless -r); memory = peak RSS of one default reroot copy (GNU time). mixed = fio reading the
 #                  source and writing the target at the same time (do reads and writes overlap?);
@@ -255,6 +256,9 @@ for mode in $MODES; do
     eval "$PREP_TGT"
     /usr/bin/time -f '%M' -o "$OUTDIR/reroot-maxrss-kib.txt" "$REROOT" copy -q "$SRC" "$TGT" >/dev/null
     echo "reroot copy (defaults) peak RSS: $(( $(tail -1 "$OUTDIR/reroot-maxrss-kib.txt") / 1024 )) MiB" | tee -a "$OUTDIR/machine.txt" >&2
+  fi
+  if has e2image && ! has copy; then   # the reference peer alone (quick reruns)
+    bench "$mode" "e2image -ra -p" copy "$PREP_TGT" "e2image -ra -p $SRC $TGT && sync $TGT" "$TGT"
   fi
   if has copy; then
     bench "$mode" "dd bs=8M" copy "$PREP_TGT" "dd if=$SRC of=$TGT bs=8M status=none && sync $TGT" "$TGT"

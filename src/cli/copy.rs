@@ -79,7 +79,7 @@ kernels, debugging); same plan, same checks."
         default_value_t = copy::DEFAULT_QUEUE_DEPTH,
         value_name = "N",
         long_help = "How many chunk-sized buffers are in flight at once (1..=1024). Memory used \
-for data is bounded by queue depth x chunk size, whatever the device size (16 x 1 MiB = 16 MiB \
+for data is bounded by queue depth x chunk size, whatever the device size (64 x 1 MiB = 64 MiB \
 by default), plus 8 bytes per chunk for the hash table."
     )]
     pub queue_depth: usize,
@@ -93,6 +93,15 @@ by default), plus 8 bytes per chunk for the hash table."
 G are powers of 1024). Memory is bounded by queue depth x chunk size."
     )]
     pub chunk_size: usize,
+    /// Threads hashing chunks (0 = on the I/O thread).
+    #[arg(
+        long,
+        value_name = "N",
+        long_help = "Threads that compute the xxh3 of each chunk, so hashing never holds up \
+the I/O thread. 0 hashes on the I/O thread itself (no hand-off; can be faster when every core \
+is busy). Default: one per core, at most 4."
+    )]
+    pub hash_threads: Option<usize>,
 }
 
 impl EngineArgs {
@@ -108,6 +117,7 @@ impl EngineArgs {
             chunk_size: self.chunk_size,
             ..CopyOptions::default()
         }
+        .with_hash_threads(self.hash_threads)
     }
 }
 
@@ -118,7 +128,7 @@ impl EngineArgs {
 once and written to every target). For an ext2/3/4 source only the blocks the filesystem uses \
 are copied; anything else is copied in full. The source must be unmounted or mounted read-only.\n\n\
 By default every written range is then read back from each target with O_DIRECT and compared \
-with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (16 MiB by default)."
+with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default)."
 )]
 pub struct Args {
     /// The source device or image.
@@ -428,6 +438,24 @@ mod tests {
     fn mirror_targets() {
         assert_eq!(parse(&["s", "t1", "t2", "t3"]).targets.len(), 3);
         assert!(Cli::try_parse_from(["reroot", "copy", "s"]).is_err());
+    }
+
+    #[test]
+    fn hash_threads_flag() {
+        assert_eq!(parse(&["s", "t"]).engine.hash_threads, None);
+        assert_eq!(
+            parse(&["s", "t", "--hash-threads", "0"])
+                .engine
+                .hash_threads,
+            Some(0)
+        );
+        assert_eq!(
+            parse(&["s", "t", "--hash-threads", "3"])
+                .engine
+                .options()
+                .hash_threads,
+            3
+        );
     }
 
     #[test]

@@ -521,12 +521,15 @@ impl<T> Drop for Ring<T> {
                 self.kernel_ops -= 1;
             }
         }
-        // Closing the ring releases registered files from a kernel worker,
-        // later; a block device opened O_EXCL would stay claimed for a while
-        // after the copy returns (mounts and tune2fs then fail with EBUSY).
-        // Unregistering now drops them before this returns.
+        // Closing the ring tears it down in a kernel worker, some time after
+        // we return: registered files would stay open (a block device opened
+        // with O_EXCL would stay claimed) after the copy ended. Unregistering
+        // drops them now, in this thread.
         if self.features.fixed_files {
             let _ = self.ring.submitter().unregister_files();
+        }
+        if self.features.fixed_buffers {
+            let _ = self.ring.submitter().unregister_buffers();
         }
     }
 }

@@ -1,7 +1,9 @@
 //! xxh3 of chunks on worker threads, so hashing never stalls the ring:
 //! buffers go to the workers over a bounded crossbeam channel and come back
 //! with their hash. Channels are sized to the buffer count, so sends never
-//! block and nothing allocates per chunk.
+//! block and nothing allocates per chunk. With zero threads the hash is
+//! computed inline on the caller's thread (a benchmark baseline, and a
+//! choice for machines whose cores are all busy: no hand-off latency).
 
 use std::thread::JoinHandle;
 
@@ -32,15 +34,18 @@ pub struct Hashers {
     rx: Receiver<Hashed>,
     threads: Vec<JoinHandle<()>>,
     outstanding: usize,
+    /// Inline mode: results computed in `send`, waiting to be received.
+    ready: std::collections::VecDeque<Hashed>,
 }
 
 impl Hashers {
-    /// `threads` workers (at least one) for at most `buffers` buffers in flight.
+    /// `threads` workers for at most `buffers` buffers in flight; 0 threads
+    /// hashes inline in [`send`](Self::send).
     pub fn new(threads: usize, buffers: usize) -> std::io::Result<Self> {
         let (tx, job_rx) = crossbeam_channel::bounded::<(u64, Buf)>(buffers.max(1));
         let (done_tx, rx) = crossbeam_channel::bounded::<Hashed>(buffers.max(1));
         let mut handles = Vec::new();
-        for i in 0..threads.max(1) {
+        for i in 0..threads {
             let job_rx = job_rx.clone();
             let done_tx = done_tx.clone();
             handles.push(
@@ -61,6 +66,11 @@ impl Hashers {
             rx,
             threads: handles,
             outstanding: 0,
+            ready: std::collections::VecDeque::with_capacity(if threads == 0 {
+                buffers
+            } else {
+                0
+            }),
         })
     }
 
@@ -71,6 +81,12 @@ impl Hashers {
 
     /// Hand a buffer to a worker. Gives it back if the workers are gone.
     pub fn send(&mut self, tag: u64, buf: Buf) -> Result<(), Buf> {
+        if self.threads.is_empty() {
+            let hash = chunk_hash(buf.as_slice());
+            self.ready.push_back(Hashed { tag, buf, hash });
+            self.outstanding += 1;
+            return Ok(());
+        }
         match &self.tx {
             Some(tx) => match tx.send((tag, buf)) {
                 Ok(()) => {
@@ -85,6 +101,10 @@ impl Hashers {
 
     /// A finished hash, if one is ready.
     pub fn try_recv(&mut self) -> Option<Hashed> {
+        if let Some(h) = self.ready.pop_front() {
+            self.outstanding -= 1;
+            return Some(h);
+        }
         match self.rx.try_recv() {
             Ok(h) => {
                 self.outstanding -= 1;
@@ -98,6 +118,9 @@ impl Hashers {
     pub fn recv(&mut self, timeout: Option<std::time::Duration>) -> Option<Hashed> {
         if self.outstanding == 0 {
             return None;
+        }
+        if self.threads.is_empty() {
+            return self.try_recv();
         }
         let got = match timeout {
             Some(t) => self.rx.recv_timeout(t).ok(),
@@ -133,8 +156,14 @@ mod tests {
 
     #[test]
     fn hashes_come_back_with_their_buffers() {
+        for threads in [0, 2] {
+            round_trip(threads);
+        }
+    }
+
+    fn round_trip(threads: usize) {
         let mut pool = BufPool::new(8, 4096, 4096).unwrap();
-        let mut h = Hashers::new(2, 8).unwrap();
+        let mut h = Hashers::new(threads, 8).unwrap();
         for tag in 0..8u64 {
             let mut b = pool.take().unwrap();
             b.as_mut_full()[0] = u8::try_from(tag).unwrap();

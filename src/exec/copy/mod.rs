@@ -32,7 +32,7 @@ pub use pipeline::{Mismatch, Pass, PassConfig, PassStats, Pipeline};
 
 /// Default chunks in flight (buffers in the pool). Chosen from the peer
 /// benchmark (see `benches/BENCHMARKING.md`).
-pub const DEFAULT_QUEUE_DEPTH: usize = 16;
+pub const DEFAULT_QUEUE_DEPTH: usize = 64;
 /// Default chunk size in bytes (see `benches/BENCHMARKING.md`).
 pub const DEFAULT_CHUNK_SIZE: usize = 1 << 20;
 /// Default largest free gap copied to join two used ranges (see
@@ -80,7 +80,7 @@ pub struct CopyOptions {
     /// best-effort snapshot; a later `delta` pass on the quiesced source
     /// makes the copy exact). `migrate` uses it; nothing else should.
     pub live: bool,
-    /// Hashing threads.
+    /// Hashing threads (0 = hash on the I/O thread).
     pub hash_threads: usize,
     /// Free gaps up to this many bytes between used ranges are copied too.
     pub max_gap: u64,
@@ -104,6 +104,17 @@ impl Default for CopyOptions {
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
         }
+    }
+}
+
+impl CopyOptions {
+    /// These options with `n` hash threads, when given (0 = hash inline).
+    #[must_use]
+    pub fn with_hash_threads(mut self, n: Option<usize>) -> Self {
+        if let Some(n) = n {
+            self.hash_threads = n.min(64);
+        }
+        self
     }
 }
 

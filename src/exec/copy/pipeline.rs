@@ -341,12 +341,9 @@ impl Run<'_, '_> {
         } else {
             format!("errno {}", e.errno)
         };
-        Error::io(
-            format!("{what} failed at byte offset {} ({errno})", e.offset),
-            io,
-        )
-        .device(path)
-        .offset(e.offset)
+        Error::io(format!("{what} failed ({errno})"), io)
+            .device(path)
+            .offset(e.offset)
     }
 
     fn start(&mut self, j: usize, chunk: u64, offset: u64, len: u64) {
@@ -414,7 +411,7 @@ impl Run<'_, '_> {
             Ok(()) => {
                 self.stats.bytes_read += d.buf.len() as u64;
                 let idx = usize::try_from(which).unwrap_or(0);
-                if self.pass.reads_targets() && !job.failed && self.error.is_none() {
+                if self.pass.reads_targets() && !job.failed {
                     // Hash as soon as each read lands.
                     match self.p.hashers.send(d.tag, d.buf) {
                         Ok(()) => job.waiting += 1,
@@ -454,7 +451,10 @@ impl Run<'_, '_> {
 
     /// Everything the job waited for has arrived: take its next step.
     fn advance(&mut self, j: usize) {
-        if self.jobs[j].failed || self.error.is_some() {
+        // After an error elsewhere, chunks already in flight still run to
+        // the end (no new ones start): the most data ends up done, and
+        // "every chunk below the failed one" stays true.
+        if self.jobs[j].failed {
             return self.finish(j, false);
         }
         let (chunk, stage) = (self.jobs[j].chunk, self.jobs[j].stage);

@@ -4,6 +4,10 @@
 use super::*;
 use std::os::unix::fs::FileExt;
 
+use crate::plan::copy::{PlanInput, plan_copy};
+use crate::sys::buf::BufPool;
+use crate::units::ExtentList;
+
 fn image(dir: &Path, name: &str, size: usize, seed: u64) -> PathBuf {
     let p = dir.join(name);
     let mut data = vec![0u8; size];
@@ -31,6 +35,8 @@ fn opts(engine: EngineKind) -> CopyOptions {
         engine,
         queue_depth: 4,
         chunk_size: 64 << 10,
+        // The sync runs hash inline, the uring runs on two workers: both paths tested.
+        hash_threads: if engine == EngineKind::Sync { 0 } else { 2 },
         ..CopyOptions::default()
     }
 }
@@ -173,4 +179,75 @@ fn hash_mode_and_no_verify() {
     let r2 = copy(&src, std::slice::from_ref(&t), &o, &EventSink::none()).unwrap();
     assert!(r2.digest.is_empty());
     assert_eq!(std::fs::read(&t).unwrap(), std::fs::read(&src).unwrap());
+}
+
+fn short_source_stops_with_device_and_offset(engine: EngineKind) {
+    let d = scratch();
+    let src = image(d.path(), "src", 2 << 20, 3);
+    let dst = blank(d.path(), "dst", 2 << 20);
+    let (s, _) = Device::open(&src, Access::Read, true).unwrap();
+    let (t, _) = Device::open(&dst, Access::Write, true).unwrap();
+    // The source shrinks after planning: reads past 1 MiB find nothing.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&src)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let used = ExtentList::whole(2 << 20);
+    let plan = plan_copy(&PlanInput {
+        used: &used,
+        source_size: 2 << 20,
+        target_sizes: &[2 << 20],
+        align: 4096,
+        chunk_size: 256 << 10,
+        max_gap: 0,
+    })
+    .unwrap();
+    let pool = BufPool::new(4, 256 << 10, 4096).unwrap();
+    let Ok(io) = io::engine(engine, &[&s.file, &t.file], 4, Some(pool.mem())) else {
+        return eprintln!("SKIP: {engine:?} unavailable");
+    };
+    let mut pipe = Pipeline::new(io, pool, 1, 1).unwrap();
+    let paths = [src.clone(), dst.clone()];
+    let cfg = PassConfig {
+        paths: &paths,
+        queue_depth: 4,
+        phase: "copy",
+    };
+    let mut table = vec![0; 8];
+    let e = pipe
+        .run(
+            &plan,
+            Pass::Copy { hash: true },
+            &cfg,
+            &mut table,
+            &EventSink::none(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(e.kind(), ErrorKind::Io(m) if m.contains("read failed")),
+        "{e}"
+    );
+    assert_eq!(e.context().device.as_deref(), Some(src.as_path()));
+    assert_eq!(e.context().offset, Some(1 << 20));
+    let hint = e.hint_text().unwrap();
+    assert!(
+        hint.contains("every chunk below byte offset 1048576 is complete"),
+        "{hint}"
+    );
+    // What was reported done really is on the target.
+    let got = std::fs::read(&dst).unwrap();
+    let want = std::fs::read(&src).unwrap();
+    assert_eq!(&got[..1 << 20], &want[..]);
+}
+
+#[test]
+fn sync_read_error_names_device_and_offset() {
+    short_source_stops_with_device_and_offset(EngineKind::Sync);
+}
+
+#[test]
+fn uring_read_error_names_device_and_offset() {
+    short_source_stops_with_device_and_offset(EngineKind::Uring);
 }
