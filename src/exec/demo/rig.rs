@@ -281,10 +281,8 @@ impl Rig {
         let work = WorkDir::create(&o.parent, o.keep)?;
         let tree = work.path().join("tree");
         fs::create_dir(&tree).map_err(|e| Error::io("creating", e).device(&tree))?;
-        let mut opts = SandboxOptions {
-            scenario: Some(o.scenario.clone()),
-            ..SandboxOptions::default()
-        };
+        let mut opts = SandboxOptions::for_migration(&o.reroot_exe);
+        opts.scenario = Some(o.scenario.clone());
         // holder.service holds a deleted file only in its first life, like
         // a daemon still mapping a library that an upgrade replaced: the
         // restart quiesce does is what lets go of it (the sandbox's default
@@ -294,23 +292,11 @@ impl Rig {
                 s.script = HOLDER_ONCE.to_owned();
             }
         }
-        opts.host_binaries.push(HostBinary {
-            from: o.reroot_exe.clone(),
-            to: "/usr/sbin/reroot".into(),
-        });
         for t in &o.extra_tools {
             if let Some(from) = sandbox::host_tool(t) {
                 opts.host_binaries.push(HostBinary {
                     from,
                     to: PathBuf::from("/usr/bin").join(t),
-                });
-            }
-        }
-        for t in ["e2fsck", "resize2fs", "tune2fs"] {
-            if let Some(from) = sandbox::host_tool(t) {
-                opts.host_binaries.push(HostBinary {
-                    from,
-                    to: PathBuf::from("/sbin").join(t),
                 });
             }
         }
