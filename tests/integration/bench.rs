@@ -21,9 +21,16 @@ fn random_file(path: &Path, size: usize, seed: u64) -> Vec<u8> {
     data
 }
 
+/// The queue depth of the rows that follow `reroot copy`'s defaults (the
+/// pipeline and hashing rows); the sweeps use their own fixed axes.
+fn copy_qd() -> usize {
+    reroot::exec::copy::DEFAULT_QUEUE_DEPTH
+}
+
 /// The ids of the quick matrix, reads then copies (`files`: with copy_file_range).
 fn quick_ids(copy: bool, files: bool) -> Vec<String> {
     let mut ids = Vec::new();
+    let pqd = copy_qd();
     let ops: &[&str] = if copy { &["read", "copy"] } else { &["read"] };
     for op in ops {
         ids.push(format!("{op}/buffered/1M"));
@@ -36,14 +43,14 @@ fn quick_ids(copy: bool, files: bool) -> Vec<String> {
             ids.push(format!("{op}/uring/qd16/{c}"));
         }
         if *op == "read" {
-            ids.push("read/uring-xxh3/qd16/1M".into());
+            ids.push(format!("read/uring-xxh3/qd{pqd}/1M"));
         } else {
             if files {
                 ids.push("copy/copy-file-range/1M".into());
             }
             ids.push("copy/splice/1M".into());
-            ids.push("copy/pipeline/qd16/1M".into());
-            ids.push("copy/pipeline-hash/qd16/1M".into());
+            ids.push(format!("copy/pipeline/qd{pqd}/1M"));
+            ids.push(format!("copy/pipeline-hash/qd{pqd}/1M"));
         }
     }
     ids
@@ -219,6 +226,7 @@ fn read_only_table_lists_every_strategy_and_marks_one() {
         .filter(|l| l.len() > 8 && (l[3..].starts_with("read ") || l[3..].starts_with("copy ")))
         .collect();
     assert_eq!(rows.len(), quick_ids(false, false).len(), "{table}");
+    let xxh3 = format!("uring-xxh3 qd{}", copy_qd());
     for (line, label) in rows.iter().zip([
         "buffered",
         "direct",
@@ -233,7 +241,7 @@ fn read_only_table_lists_every_strategy_and_marks_one() {
         "uring qd16",
         "uring qd16",
         "uring qd16",
-        "uring-xxh3 qd16",
+        xxh3.as_str(),
     ]) {
         assert!(line.contains(label), "{line} is not {label}");
         assert!(!line.contains("error"), "{line}");
