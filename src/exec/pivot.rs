@@ -512,7 +512,7 @@ fn spawn_worker(
     let _ = fs::remove_file(req.options.state_dir.join("worker.pid"));
     if pid1.trim() == "systemd"
         && Path::new("/run/systemd/system").is_dir()
-        && which("systemd-run").is_some()
+        && crate::exec::tools::find("systemd-run").is_some()
     {
         let unit = format!("reroot-pivot-{}", std::process::id());
         let out = Command::new("systemd-run")
@@ -556,14 +556,6 @@ fn spawn_worker(
         .stdout(log)
         .stderr(log2);
     crate::sys::process::spawn_detached(&mut cmd).map(Some)
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// Things made before the pivot, undone in reverse on failure.

@@ -81,9 +81,7 @@ impl Manager {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
+    crate::exec::tools::find(tool).is_some()
 }
 
 /// How one restart step went.

@@ -22,7 +22,6 @@ use crate::exec::copy::{Pass, PassConfig, Pipeline};
 use crate::exec::event::EventSink;
 use crate::plan::bench::{Method, Op, Sample, Strategy};
 use crate::plan::copy::{PlanInput, plan_copy};
-use crate::sys::blkdev;
 use crate::sys::buf::{Buf, BufPool};
 use crate::units::{Extent, ExtentList};
 
@@ -111,55 +110,6 @@ struct Opened {
     warnings: Vec<String>,
 }
 
-/// Open the target for writing, O_DIRECT when `direct` (buffered where
-/// refused), but not exclusively: the bench holds an exclusive descriptor
-/// for its whole duration, and a second exclusive open would fail while the
-/// kernel still tears down the previous run's io_uring, whose registered
-/// files keep their open file descriptions (and claims) a while longer.
-fn open_target(path: &Path, direct: bool) -> Result<(Device, Option<String>)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let open = |flags: i32| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(flags)
-            .open(path)
-    };
-    let open_err = |e| Error::io("opening for writing", e).device(path);
-    let (file, direct, warning) = if direct {
-        match open(libc::O_DIRECT) {
-            Ok(f) => (f, true, None),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let f = open(0).map_err(open_err)?;
-                let w = format!(
-                    "{}: O_DIRECT refused ({e}); using buffered I/O, so the page cache is involved",
-                    path.display()
-                );
-                (f, false, Some(w))
-            }
-            Err(e) => return Err(open_err(e)),
-        }
-    } else {
-        (open(0).map_err(open_err)?, false, None)
-    };
-    let io_err = |what: &str, e| Error::io(what, e).device(path);
-    let is_block = blkdev::is_block_device(&file).map_err(|e| io_err("fstat", e))?;
-    let size = blkdev::size(&file).map_err(|e| io_err("reading the size", e))?;
-    let logical_block_size = blkdev::logical_block_size(&file)
-        .map_err(|e| io_err("reading the logical block size", e))?;
-    Ok((
-        Device {
-            path: path.to_path_buf(),
-            file,
-            direct,
-            size,
-            logical_block_size,
-            is_block,
-        },
-        warning,
-    ))
-}
-
 /// Open the source for reading and, for a copy, the target for writing.
 fn open(s: &Strategy, ctx: &RunCtx<'_>, direct: bool) -> Result<Opened> {
     let mut warnings = Vec::new();
@@ -167,7 +117,10 @@ fn open(s: &Strategy, ctx: &RunCtx<'_>, direct: bool) -> Result<Opened> {
     warnings.extend(w);
     let dst = match (s.op, ctx.target) {
         (Op::Copy, Some(t)) => {
-            let (d, w) = open_target(t, direct)?;
+            // Not exclusively: the bench holds an exclusive descriptor for its
+            // whole duration, and a second exclusive open would fail while the
+            // kernel still tears down the previous run's io_uring.
+            let (d, w) = Device::open(t, Access::WriteShared, direct)?;
             warnings.extend(w);
             Some(d)
         }

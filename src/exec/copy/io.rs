@@ -69,6 +69,10 @@ pub enum Access {
     /// Read and write; a block device is opened exclusively (`O_EXCL`), so
     /// nobody mounts or claims it while we write.
     Write,
+    /// Read and write without `O_EXCL`: for a caller that already holds the
+    /// exclusive claim on its own descriptor (`reroot bench` keeps one for
+    /// its whole run, and reopens the target per run).
+    WriteShared,
 }
 
 impl Device {
@@ -78,7 +82,7 @@ impl Device {
         let open = |flags: i32| {
             let mut o = OpenOptions::new();
             o.read(true)
-                .write(access == Access::Write)
+                .write(access != Access::Read)
                 .custom_flags(flags);
             o.open(path)
         };
@@ -152,7 +156,7 @@ fn is_block_path(path: &Path) -> bool {
 fn open_error(path: &Path, access: Access, e: io::Error) -> Error {
     let what = match access {
         Access::Read => "opening for reading",
-        Access::Write => "opening for writing",
+        Access::Write | Access::WriteShared => "opening for writing",
     };
     if e.raw_os_error() == Some(libc::EBUSY) {
         // O_EXCL on a block device: mounted, held by LVM/md, or opened exclusively.

@@ -361,7 +361,7 @@ pub fn resume(state_dir: &Path) -> Result<Request> {
 fn spawn_worker(exe: &Path, paths: &Paths, reason: &str) -> Result<()> {
     let _ = fs::remove_file(&paths.pid);
     let pid1 = fs::read_to_string("/proc/1/comm").unwrap_or_default();
-    let systemd_run = which("systemd-run");
+    let systemd_run = crate::exec::tools::find("systemd-run");
     if pid1.trim() == "systemd" && Path::new("/run/systemd/system").is_dir() {
         if let Some(run) = systemd_run {
             let unit = format!("reroot-migrate-{}", std::process::id());
@@ -408,14 +408,6 @@ fn spawn_worker(exe: &Path, paths: &Paths, reason: &str) -> Result<()> {
         .stderr(log2);
     // The child is reaped by init once we exit; the worker never waits for us.
     crate::sys::process::spawn_detached(&mut cmd).map(drop)
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|p| p.is_file())
-    })
 }
 
 /// An answer to the worker's question.
