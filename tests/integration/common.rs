@@ -61,13 +61,14 @@ pub fn reroot() -> Command {
 }
 
 /// A scratch directory for images and mount points, removed on drop. Lives
-/// under /var/tmp (a real disk, not tmpfs, so O_DIRECT works on its files).
+/// under /var/tmp (a real disk, not tmpfs, so O_DIRECT works on its files),
+/// in a directory per user, so a run as root does not lock others out.
 pub fn scratch() -> tempfile::TempDir {
-    let base = Path::new("/var/tmp/reroot-tests");
-    fs::create_dir_all(base).expect("creating /var/tmp/reroot-tests");
+    let base = PathBuf::from(format!("/var/tmp/reroot-tests-{}", nix::unistd::geteuid()));
+    fs::create_dir_all(&base).unwrap_or_else(|e| panic!("creating {}: {e}", base.display()));
     tempfile::Builder::new()
         .prefix("t-")
-        .tempdir_in(base)
+        .tempdir_in(&base)
         .expect("creating a scratch dir")
 }
 
