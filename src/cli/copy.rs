@@ -213,10 +213,10 @@ The setting chosen is the least memory within 5% of the fastest; the report show
     pub engine: EngineArgs,
 }
 
-/// Print the human summary of a report on stderr.
+/// Print the human summary of a report on stdout (progress and errors go to stderr).
 pub fn print_summary(r: &Report) {
     let mb = |b: u64| b as f64 / 1e6;
-    eprintln!(
+    println!(
         "{}: {} -> {}",
         r.command,
         r.source.display(),
@@ -226,7 +226,7 @@ pub fn print_summary(r: &Report) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    eprintln!(
+    println!(
         "  map: {} ({:.1} MB used of {:.1} MB{})",
         r.map.kind,
         mb(r.map.used_bytes),
@@ -237,7 +237,7 @@ pub fn print_summary(r: &Report) {
             .map(|s| format!("; {s}"))
             .unwrap_or_default()
     );
-    eprintln!(
+    println!(
         "  {:.1} MB planned, {:.1} MB read, {:.1} MB written, {:.1} MB skipped{}",
         mb(r.bytes_planned),
         mb(r.bytes_read),
@@ -255,7 +255,7 @@ pub fn print_summary(r: &Report) {
         .filter(|p| p.seconds >= 0.0005)
         .map(|p| format!("{} {:.2} s", p.name, p.seconds))
         .collect();
-    eprintln!(
+    println!(
         "  {:.2} s total ({}), {:.0} MB/s; engine {}, queue depth {}, chunk {} KiB{}",
         r.seconds,
         phases.join(", "),
@@ -266,7 +266,7 @@ pub fn print_summary(r: &Report) {
         if r.direct_io { "" } else { ", buffered I/O" }
     );
     if !r.digest.is_empty() {
-        eprintln!("  digest {} over {} chunks", r.digest, r.chunks);
+        println!("  digest {} over {} chunks", r.digest, r.chunks);
     }
 }
 
@@ -285,9 +285,9 @@ pub fn finish(r: &Report, ctx: &Ctx) -> CmdResult {
         Some(e) => Err(e.into()),
         None => {
             if r.command == "copy" && r.verify == VerifyMode::Readback {
-                eprintln!("  verified: every written byte read back and matched");
+                println!("  verified: every written byte read back and matched");
             } else if r.command == "verify" {
-                eprintln!("  verified: no differences");
+                println!("  verified: no differences");
             }
             Ok(Exit::Success)
         }
@@ -351,7 +351,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     }
     let code = finish(&report, ctx)?;
     for c in &identity.changes {
-        eprintln!(
+        println!(
             "  new UUID on {}: {} (was {}; {})",
             c.device.display(),
             c.new_uuid,
@@ -360,7 +360,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         );
     }
     for d in &identity.report.devices {
-        eprintln!(
+        println!(
             "  identity: {} {} UUID {} label {:?}",
             d.device.display(),
             d.fstype,
@@ -369,7 +369,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         );
     }
     for n in &identity.report.notes {
-        eprintln!("  note: {n}");
+        println!("  note: {n}");
     }
     Ok(code)
 }
