@@ -174,6 +174,10 @@ impl Rig {
             .unwrap()
             .read_to_string(&mut stderr)
             .unwrap();
+        // REROOT_TEST_SHOW=1 prints what the sandbox said, for debugging.
+        if std::env::var_os("REROOT_TEST_SHOW").is_some() {
+            eprintln!("{stdout}");
+        }
         Run {
             code,
             stdout,
@@ -346,9 +350,6 @@ fn pivot_moves_mounts_back_and_restarts_services() {
         return;
     }
     let (rig, run, _) = pivot_rig("", "", false);
-    if std::env::var_os("REROOT_TEST_SHOW").is_some() {
-        eprintln!("{}", run.stdout);
-    }
     run.assert_ok();
     assert_eq!(
         run.section("pivot_rc").trim(),
@@ -504,9 +505,6 @@ fn pivot_survives_the_operator_session_hanging_up() {
     let rig = Rig::new(&format!("{PRELUDE}{HANGUP_SCENARIO}"));
     rig.copy();
     let run = rig.boot(Duration::from_secs(180));
-    if std::env::var_os("REROOT_TEST_SHOW").is_some() {
-        eprintln!("{}", run.stdout);
-    }
     run.assert_ok();
     // The operator's command died of the hangup...
     assert_eq!(
@@ -590,9 +588,6 @@ fn finish_unmounts_and_reidentifies_the_old_root_and_fixes_fstab() {
         return;
     }
     let (rig, run, before) = pivot_rig("", FINISH_AUTO, true);
-    if std::env::var_os("REROOT_TEST_SHOW").is_some() {
-        eprintln!("{}", run.stdout);
-    }
     run.assert_ok();
     assert_eq!(
         run.section("pivot_rc").trim(),
@@ -670,9 +665,6 @@ fn finish_refuses_while_processes_and_namespaces_hold_the_old_root() {
         return;
     }
     let (rig, run, before) = pivot_rig("--restart none", FINISH_BY_HAND, false);
-    if std::env::var_os("REROOT_TEST_SHOW").is_some() {
-        eprintln!("{}", run.stdout);
-    }
     run.assert_ok();
     assert_eq!(
         run.section("pivot_rc").trim(),
