@@ -108,13 +108,8 @@ pub fn list(sys: &SysRoot) -> Result<Vec<LoopDevice>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::fs;
 
-    fn put(base: &Path, rel: &str, text: &str) {
-        let p = base.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
+    use crate::probe::fixture::put;
 
     #[test]
     fn lists_attached_loops_from_a_fixture_sysfs() {

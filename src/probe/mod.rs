@@ -67,3 +67,24 @@ impl Default for SysRoot {
         Self::live()
     }
 }
+
+/// Writers of fixture `/proc` and `/sys` trees for the probes' unit tests.
+#[cfg(test)]
+pub(crate) mod fixture {
+    use std::fs;
+    use std::path::Path;
+
+    /// Write `text` to `base/rel`, creating its directories.
+    pub fn put(base: &Path, rel: &str, text: &str) {
+        let p = base.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    /// Make `base/rel` a symlink to `target`, creating its directories.
+    pub fn link(base: &Path, rel: &str, target: impl AsRef<Path>) {
+        let p = base.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(target, p).unwrap();
+    }
+}

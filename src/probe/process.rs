@@ -693,19 +693,9 @@ pub fn scan(sys: &SysRoot, filter: &Filter) -> Result<Scan> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::{MetadataExt, symlink};
+    use std::os::unix::fs::MetadataExt;
 
-    fn put(base: &Path, rel: &str, text: &str) {
-        let p = base.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn link(base: &Path, rel: &str, target: impl AsRef<Path>) {
-        let p = base.join(rel);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        symlink(target, p).unwrap();
-    }
+    use crate::probe::fixture::{link, put};
 
     /// A fixture /proc whose links point into `data/` of the same temp dir,
     /// so the "filesystem" is the temp dir's own device.
