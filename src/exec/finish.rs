@@ -650,7 +650,9 @@ mod tests {
     #[test]
     fn identity_of_a_fresh_ext4_image() {
         if !on_path("mkfs.ext4") {
-            return;
+            return crate::test_skip::skip(
+                "`mkfs.ext4` is not installed (.ci/run installs e2fsprogs)",
+            );
         }
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("i");
