@@ -6,6 +6,7 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod bench;
+pub mod boot;
 pub mod copy;
 pub mod finish;
 pub mod grow;
