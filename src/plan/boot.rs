@@ -4,100 +4,31 @@
 //! from probed facts before anything changes ([`assess`]), and the edits
 //! `--boot` makes afterwards ([`mdadm_conf_with`], [`grub_install_disks`]).
 //!
-//! Pure: facts in, findings and edits out. Imports nothing from `probe`,
-//! `exec` or `sys`.
+//! Pure: facts in (gathered by `probe::boot`), findings and edits out.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// One layer of the target's block stack, top (what is mounted) first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum Layer {
-    /// An LVM logical volume (device-mapper uuid `LVM-...`).
-    Lvm {
-        /// `VG/LV`.
-        name: String,
-    },
-    /// An md array.
-    Md {
-        /// `/dev/md0`, `/dev/md/root`.
-        device: PathBuf,
-        /// The array's UUID as mdadm prints it (`xxxxxxxx:xxxxxxxx:...`).
-        uuid: String,
-    },
-    /// A dm-crypt mapping (device-mapper uuid `CRYPT-...`).
-    Crypt {
-        /// The mapping's name (`/dev/mapper/NAME`).
-        name: String,
-    },
+pub use crate::probe::boot::{BootReadinessFacts, Generator, Initramfs, Layer};
+
+/// The command that regenerates the initramfs of every installed kernel.
+pub fn regenerate_all(g: Generator) -> Vec<String> {
+    let v: &[&str] = match g {
+        Generator::InitramfsTools => &["update-initramfs", "-u", "-k", "all"],
+        Generator::Dracut => &["dracut", "--regenerate-all", "--force"],
+        Generator::Mkinitcpio => &["mkinitcpio", "-P"],
+    };
+    v.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// The initramfs generator the system uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Generator {
-    /// Debian and Ubuntu: `update-initramfs`, listed by `lsinitramfs`.
-    InitramfsTools,
-    /// Fedora, RHEL, SUSE: `dracut`, listed by `lsinitrd`.
-    Dracut,
-    /// Arch: `mkinitcpio`, listed by `lsinitcpio`.
-    Mkinitcpio,
-}
-
-impl Generator {
-    /// The command that regenerates the initramfs of every installed kernel.
-    pub fn regenerate_all(self) -> Vec<String> {
-        let v: &[&str] = match self {
-            Self::InitramfsTools => &["update-initramfs", "-u", "-k", "all"],
-            Self::Dracut => &["dracut", "--regenerate-all", "--force"],
-            Self::Mkinitcpio => &["mkinitcpio", "-P"],
-        };
-        v.iter().map(|s| (*s).to_owned()).collect()
+/// How a missing package is installed where generator `g` is at home.
+fn install_command(g: Generator, package: &str) -> String {
+    match g {
+        Generator::InitramfsTools => format!("apt-get install {package}"),
+        Generator::Dracut => format!("dnf install {package}"),
+        Generator::Mkinitcpio => format!("pacman -S {package}"),
     }
-
-    /// How a missing package is installed where this generator is at home.
-    fn install(self, package: &str) -> String {
-        match self {
-            Self::InitramfsTools => format!("apt-get install {package}"),
-            Self::Dracut => format!("dnf install {package}"),
-            Self::Mkinitcpio => format!("pacman -S {package}"),
-        }
-    }
-}
-
-/// The initramfs image of one installed kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Initramfs {
-    /// The kernel release (`6.1.0-18-amd64`).
-    pub kernel: String,
-    /// The image (`/boot/initrd.img-6.1.0-18-amd64`).
-    pub path: PathBuf,
-    /// The paths it holds (from [`parse_listing`]), or `None` when it could
-    /// not be listed.
-    pub listing: Option<Vec<String>>,
-}
-
-/// Facts about the system that will boot from the new root.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BootReadinessFacts {
-    /// The target's stack, top first; empty for a plain disk or partition.
-    pub layers: Vec<Layer>,
-    /// The generator in use, if any is installed.
-    pub generator: Option<Generator>,
-    /// `lvm` and the generator's LVM hook are installed.
-    pub lvm_tools: bool,
-    /// `mdadm` and the generator's md hook are installed.
-    pub mdadm_tools: bool,
-    /// `cryptsetup` and its initramfs hook are installed.
-    pub crypt_tools: bool,
-    /// The text of `/etc/mdadm/mdadm.conf` (or `/etc/mdadm.conf`), if any.
-    pub mdadm_conf: Option<String>,
-    /// The text of `/etc/crypttab`, if any.
-    pub crypttab: Option<String>,
-    /// One entry per installed kernel.
-    pub initramfs: Vec<Initramfs>,
 }
 
 /// How serious a finding is.
@@ -168,7 +99,7 @@ pub fn assess(f: &BootReadinessFacts) -> Vec<BootFinding> {
         ));
         return out;
     };
-    let regenerate = generator.regenerate_all().join(" ");
+    let regenerate = regenerate_all(generator).join(" ");
     let need = |out: &mut Vec<BootFinding>,
                 have_tools: bool,
                 package: &str,
@@ -178,7 +109,7 @@ pub fn assess(f: &BootReadinessFacts) -> Vec<BootFinding> {
             out.push(BootFinding::new(
                 Blocker,
                 format!("the root will be on {what}, but {package} (with its initramfs hook) is not installed"),
-                generator.install(package),
+                install_command(generator, package),
             ));
             return;
         }
