@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod boot;
 pub mod copy;
+pub mod create;
 pub mod finish;
 pub mod grow;
 pub mod identity;
