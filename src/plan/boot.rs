@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::probe::boot::{BootReadinessFacts, Generator, Initramfs, Layer};
+pub use crate::probe::boot::{BootReadinessFacts, Firmware, Generator, Initramfs, Layer};
 
 /// The command that regenerates the initramfs of every installed kernel.
 pub fn regenerate_all(g: Generator) -> Vec<String> {
@@ -301,17 +301,6 @@ pub fn mdadm_conf_with(conf: &str, scan: &str) -> Option<String> {
     Some(text)
 }
 
-/// How the machine was booted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Firmware {
-    /// Legacy BIOS: GRUB lives in the boot sector (and the gap or a BIOS
-    /// boot partition) of each disk.
-    Bios,
-    /// UEFI (`/sys/firmware/efi` exists): GRUB lives on the ESP.
-    Uefi,
-}
-
 /// Facts for choosing where GRUB is installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GrubFacts {
@@ -377,6 +366,118 @@ pub fn grub_install_argv(install: &str, firmware: Firmware, disk: Option<&Path>)
         }
     }
     v
+}
+
+/// One thing `--boot` does on the new root, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "action")]
+pub enum BootAction {
+    /// Replace a file's text (written beside it, then renamed over it).
+    WriteFile {
+        /// The file on the new root.
+        path: PathBuf,
+        /// Its new text.
+        text: String,
+        /// The shell command an operator would type for the same edit.
+        by_hand: String,
+    },
+    /// Run a command.
+    Run {
+        /// The command.
+        argv: Vec<String>,
+        /// Its standard input, if any.
+        stdin: Option<String>,
+    },
+}
+
+impl BootAction {
+    /// The action as one shell line, for plans and for operators without `--boot`.
+    pub fn shell(&self) -> String {
+        match self {
+            Self::WriteFile { by_hand, .. } => by_hand.clone(),
+            Self::Run { argv, stdin: None } => argv.join(" "),
+            Self::Run {
+                argv,
+                stdin: Some(input),
+            } => format!("echo '{}' | {}", input.trim_end(), argv.join(" ")),
+        }
+    }
+}
+
+/// What [`boot_actions`] needs to know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootActionFacts {
+    /// The generator in use.
+    pub generator: Option<Generator>,
+    /// The output of `mdadm --detail --scan` when the root is on md.
+    pub md_scan: Option<String>,
+    /// Where mdadm.conf is (`/etc/mdadm/mdadm.conf` on Debian).
+    pub mdadm_conf_path: PathBuf,
+    /// Its text now (empty when absent).
+    pub mdadm_conf: String,
+    /// `update-grub`, or `grub-mkconfig`/`grub2-mkconfig` with its output file.
+    pub grub_mkconfig: Option<(String, Option<PathBuf>)>,
+    /// `grub-install` or `grub2-install`, when installed.
+    pub grub_install: Option<String>,
+    /// Where GRUB goes.
+    pub grub: GrubFacts,
+}
+
+/// Everything `--boot` does, in order: mdadm.conf, the initramfs of every
+/// kernel, GRUB's configuration, GRUB on every boot disk (both halves of a
+/// RAID1) or the ESP, and debconf's record of those disks.
+pub fn boot_actions(f: &BootActionFacts) -> Vec<BootAction> {
+    let mut out = Vec::new();
+    if let Some(scan) = &f.md_scan {
+        if let Some(text) = mdadm_conf_with(&f.mdadm_conf, scan) {
+            out.push(BootAction::WriteFile {
+                path: f.mdadm_conf_path.clone(),
+                text,
+                by_hand: format!("mdadm --detail --scan >> {}", f.mdadm_conf_path.display()),
+            });
+        }
+    }
+    if let Some(g) = f.generator {
+        out.push(BootAction::Run {
+            argv: regenerate_all(g),
+            stdin: None,
+        });
+    }
+    match &f.grub_mkconfig {
+        Some((cmd, _)) if cmd == "update-grub" => out.push(BootAction::Run {
+            argv: vec![cmd.clone()],
+            stdin: None,
+        }),
+        Some((cmd, Some(cfg))) => out.push(BootAction::Run {
+            argv: vec![cmd.clone(), "-o".into(), cfg.display().to_string()],
+            stdin: None,
+        }),
+        _ => {}
+    }
+    if let Some(install) = &f.grub_install {
+        match f.grub.firmware {
+            Firmware::Uefi => out.push(BootAction::Run {
+                argv: grub_install_argv(install, Firmware::Uefi, None),
+                stdin: None,
+            }),
+            Firmware::Bios => {
+                let disks = grub_install_disks(&f.grub);
+                for d in &disks {
+                    out.push(BootAction::Run {
+                        argv: grub_install_argv(install, Firmware::Bios, Some(d)),
+                        stdin: None,
+                    });
+                }
+                if f.grub.debconf_devices.is_some() && !disks.is_empty() {
+                    out.push(BootAction::Run {
+                        argv: vec!["debconf-set-selections".into()],
+                        stdin: Some(debconf_selection(&disks)),
+                    });
+                }
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -610,6 +711,55 @@ mod tests {
         assert_eq!(
             debconf_selection(&["/dev/sda".into(), "/dev/sdb".into()]),
             "grub-pc grub-pc/install_devices multiselect /dev/sda, /dev/sdb\n"
+        );
+    }
+
+    #[test]
+    fn boot_actions_for_a_raid1_root_on_bios() {
+        let f = BootActionFacts {
+            generator: Some(Generator::InitramfsTools),
+            md_scan: Some("ARRAY /dev/md/root metadata=1.2 name=h:root UUID=1:2:3:4\n".into()),
+            mdadm_conf_path: "/etc/mdadm/mdadm.conf".into(),
+            mdadm_conf: "HOMEHOST <system>\n".into(),
+            grub_mkconfig: Some(("update-grub".into(), None)),
+            grub_install: Some("grub-install".into()),
+            grub: GrubFacts {
+                firmware: Firmware::Bios,
+                debconf_devices: Some("/dev/vda".into()),
+                debconf_existing: vec!["/dev/vda".into()],
+                grub_boot_sectors: vec![],
+                root_disks: vec!["/dev/vdb".into()],
+            },
+        };
+        let lines: Vec<String> = boot_actions(&f).iter().map(BootAction::shell).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "mdadm --detail --scan >> /etc/mdadm/mdadm.conf",
+                "update-initramfs -u -k all",
+                "update-grub",
+                "grub-install --target=i386-pc /dev/vda",
+                "grub-install --target=i386-pc /dev/vdb",
+                "echo 'grub-pc grub-pc/install_devices multiselect /dev/vda, /dev/vdb' | debconf-set-selections",
+            ]
+        );
+        let BootAction::WriteFile { text, .. } = &boot_actions(&f)[0] else {
+            panic!("the first action writes mdadm.conf")
+        };
+        assert!(text.starts_with("HOMEHOST <system>\n") && text.contains("UUID=1:2:3:4"));
+        // Already named: no write; UEFI: one grub-install on the ESP, no debconf.
+        let mut g = f.clone();
+        g.mdadm_conf = text.clone();
+        g.grub.firmware = Firmware::Uefi;
+        g.grub_mkconfig = Some(("grub2-mkconfig".into(), Some("/boot/grub2/grub.cfg".into())));
+        let lines: Vec<String> = boot_actions(&g).iter().map(BootAction::shell).collect();
+        assert_eq!(
+            lines,
+            vec![
+                "update-initramfs -u -k all",
+                "grub2-mkconfig -o /boot/grub2/grub.cfg",
+                "grub-install --target=x86_64-efi --efi-directory=/boot/efi",
+            ]
         );
     }
 }

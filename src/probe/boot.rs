@@ -12,6 +12,17 @@ use std::path::{Path, PathBuf};
 
 use super::SysRoot;
 use super::device::partition_of;
+
+/// How the machine was booted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Firmware {
+    /// Legacy BIOS: GRUB lives in the boot sector (and the gap or a BIOS
+    /// boot partition) of each disk.
+    Bios,
+    /// UEFI (`/sys/firmware/efi` exists): GRUB lives on the ESP.
+    Uefi,
+}
 use serde::{Deserialize, Serialize};
 
 /// One layer of the target's block stack, top (what is mounted) first.
@@ -283,6 +294,82 @@ pub fn readiness_facts(root: &Path, layers: Vec<Layer>) -> BootReadinessFacts {
     }
 }
 
+/// BIOS or UEFI: UEFI when the kernel exposes `/sys/firmware/efi`.
+pub fn firmware(sys: &SysRoot) -> Firmware {
+    if sys.sys("firmware/efi").is_dir() {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    }
+}
+
+/// The value of debconf question `name` in `config.dat` text (stanzas of
+/// `Field: value` lines separated by blank lines), when it has one.
+pub fn debconf_value(config_dat: &str, name: &str) -> Option<String> {
+    let mut in_stanza = false;
+    for line in config_dat.lines() {
+        if line.trim().is_empty() {
+            in_stanza = false;
+        } else if let Some(n) = line.strip_prefix("Name:") {
+            in_stanza = n.trim() == name;
+        } else if in_stanza {
+            if let Some(v) = line.strip_prefix("Value:") {
+                let v = v.trim();
+                return (!v.is_empty()).then(|| v.to_owned());
+            }
+        }
+    }
+    None
+}
+
+/// GRUB's install devices as debconf records them for the root tree at
+/// `root` (`grub-pc/install_devices`), split on commas.
+pub fn grub_debconf_devices(root: &Path) -> Vec<PathBuf> {
+    fs::read_to_string(root.join("var/cache/debconf/config.dat"))
+        .ok()
+        .and_then(|t| debconf_value(&t, "grub-pc/install_devices"))
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a boot sector (the first 512 bytes of a disk) holds GRUB's boot.img:
+/// it carries the string `GRUB` in its code (the "GRUB " of its error messages).
+pub fn is_grub_boot_sector(sector: &[u8]) -> bool {
+    sector.len() >= 512
+        && sector[510..512] == [0x55, 0xaa]
+        && sector[..440].windows(4).any(|w| w == b"GRUB")
+}
+
+/// The whole disks in sysfs (not partitions, loop, ram, zram, md or dm
+/// devices) whose boot sector holds GRUB.
+pub fn grub_boot_disks(sys: &SysRoot) -> Vec<PathBuf> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    for name in names(&sys.sys("block")) {
+        if ["loop", "ram", "zram", "md", "dm-", "sr", "nbd"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let dev = sys.dev_dir.join(&name);
+        let mut sector = [0u8; 512];
+        let ok = fs::File::open(&dev)
+            .and_then(|mut f| f.read_exact(&mut sector))
+            .is_ok();
+        if ok && is_grub_boot_sector(&sector) {
+            out.push(dev);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,5 +475,49 @@ mod tests {
         let f = readiness_facts(t.path(), vec![]);
         assert_eq!(f.generator, None);
         assert!(f.initramfs.is_empty());
+    }
+
+    #[test]
+    fn debconf_stanzas_give_grub_install_devices() {
+        let dat = "Name: grub-pc/install_devices_empty\nTemplate: x\nValue: false\n\n\
+                   Name: grub-pc/install_devices\nTemplate: grub-pc/install_devices\n\
+                   Value: /dev/disk/by-id/ata-A, /dev/vdb\nOwners: grub-pc\n\n\
+                   Name: other\nValue: x\n";
+        assert_eq!(
+            debconf_value(dat, "grub-pc/install_devices").as_deref(),
+            Some("/dev/disk/by-id/ata-A, /dev/vdb")
+        );
+        assert_eq!(debconf_value(dat, "missing"), None);
+        let t = tempfile::tempdir().unwrap();
+        put(t.path(), "var/cache/debconf/config.dat", dat);
+        assert_eq!(
+            grub_debconf_devices(t.path()),
+            vec![PathBuf::from("/dev/disk/by-id/ata-A"), "/dev/vdb".into()]
+        );
+    }
+
+    #[test]
+    fn a_grub_boot_sector_is_recognised() {
+        let mut s = [0u8; 512];
+        s[510] = 0x55;
+        s[511] = 0xaa;
+        assert!(!is_grub_boot_sector(&s));
+        s[0x180..0x184].copy_from_slice(b"GRUB");
+        assert!(is_grub_boot_sector(&s));
+        s[511] = 0;
+        assert!(!is_grub_boot_sector(&s), "no boot signature");
+        assert!(!is_grub_boot_sector(&s[..100]));
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir_all(t.path().join("sys/block/sda")).unwrap();
+        fs::create_dir_all(t.path().join("sys/block/loop0")).unwrap();
+        s[511] = 0xaa;
+        put(t.path(), "dev/sda", "");
+        fs::write(t.path().join("dev/sda"), s).unwrap();
+        fs::write(t.path().join("dev/loop0"), s).unwrap();
+        let sys = SysRoot::under(t.path());
+        assert_eq!(grub_boot_disks(&sys), vec![t.path().join("dev/sda")]);
+        assert_eq!(firmware(&sys), Firmware::Bios);
+        fs::create_dir_all(t.path().join("sys/firmware/efi")).unwrap();
+        assert_eq!(firmware(&sys), Firmware::Uefi);
     }
 }
