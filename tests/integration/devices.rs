@@ -91,11 +91,21 @@ fn signatures_of_real_mkfs_match_blkid() {
         ("ext3", SignatureKind::Ext3, vec!["-L", "three"]),
         ("ext4", SignatureKind::Ext4, vec!["-L", "four"]),
     ];
-    if crate::common::have_tool("mkfs.xfs") {
-        cases.push(("xfs", SignatureKind::Xfs, vec!["-L", "ex"]));
-    }
-    if crate::common::have_tool("mkfs.btrfs") {
-        cases.push(("btrfs", SignatureKind::Btrfs, vec!["-L", "bt"]));
+    for (tool, case) in [
+        ("mkfs.xfs", ("xfs", SignatureKind::Xfs, vec!["-L", "ex"])),
+        (
+            "mkfs.btrfs",
+            ("btrfs", SignatureKind::Btrfs, vec!["-L", "bt"]),
+        ),
+    ] {
+        if crate::common::have_tool(tool) {
+            cases.push(case);
+        } else {
+            crate::common::skip(&format!(
+                "`{tool}` is not installed: {} not compared",
+                case.0
+            ));
+        }
     }
     for (fstype, kind, extra) in cases {
         sh(&format!("wipefs -a -q {}", dev.path().display()));
@@ -500,8 +510,7 @@ impl Drop for DmLinear {
 fn held_by_device_mapper() {
     require_root!();
     if !have_dm() {
-        eprintln!("SKIP held_by_device_mapper: no device-mapper in this kernel");
-        return;
+        return crate::common::skip("no device-mapper in this kernel (`dmsetup version` fails)");
     }
     let (_s, _i, src) = loopdev(16 * MIB);
     let (_t, _j, dst) = loopdev(16 * MIB);

@@ -54,14 +54,19 @@ fn is_mounted(path: &Path) -> bool {
 }
 
 /// True when fault injection can run here: root, the qemu tools, FUSE.
+/// Otherwise false, after [`crate::common::skip`] (which fails the test
+/// under `REROOT_TEST_STRICT=1`).
 pub fn available() -> bool {
+    use crate::common::skip;
     if !crate::common::is_root() {
-        eprintln!("SKIP: fault injection needs root");
+        skip("fault injection needs root");
         return false;
     }
     for tool in ["qemu-img", "qemu-storage-daemon", "losetup"] {
         if !crate::common::have_tool(tool) {
-            eprintln!("SKIP: `{tool}` is not installed (.ci/run installs qemu-utils)");
+            skip(&format!(
+                "`{tool}` is not installed (.ci/run installs qemu-utils)"
+            ));
             return false;
         }
     }
@@ -69,7 +74,7 @@ pub fn available() -> bool {
         let _ = Command::new("modprobe").arg("fuse").status();
     }
     if !Path::new("/dev/fuse").exists() {
-        eprintln!("SKIP: no /dev/fuse (modprobe fuse failed)");
+        skip("no /dev/fuse (modprobe fuse failed)");
         return false;
     }
     true
