@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result, Stage};
-use crate::probe::device::{DeviceFacts, DeviceKind, Span};
+use crate::probe::device::{DeviceFacts, DeviceKind, MountUse, Span};
 
 /// Which safety rule refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -170,6 +170,10 @@ pub fn check_source(source: &DeviceFacts) -> Vec<Refusal> {
     let Some(m) = source.mounted_rw() else {
         return Vec::new();
     };
+    let subject = match mount_subject(source, m) {
+        s if s.is_empty() => "the source is".to_string(),
+        s => format!("the source's {s}is"),
+    };
     let mp = m.mount_point.display();
     let hint = if m.mount_point == Path::new("/") && m.pid.is_none() {
         "it is the running root: run `reroot quiesce` first (or copy a snapshot)".to_string()
@@ -180,7 +184,7 @@ pub fn check_source(source: &DeviceFacts) -> Vec<Refusal> {
         source,
         Rule::SourceMountedRw,
         format!(
-            "the source is {}: its contents would change while it is read",
+            "{subject} {}: its contents would change while it is read",
             m.describe()
         ),
         hint,
@@ -199,16 +203,29 @@ fn mount_hint(dev: &DeviceFacts) -> String {
     format!("unmount it ({}) or pick another device", cmds.join(", "))
 }
 
+/// Whose mount `m` is, seen from `dev`: `""` (its own), `"its partition
+/// loop1p1 "`, or `"loop device /dev/loop5 stacked on it "`.
+fn mount_subject(dev: &DeviceFacts, m: &MountUse) -> String {
+    if dev.name.as_deref() == Some(m.device.as_str()) {
+        String::new()
+    } else if dev.partitions.contains(&m.device) {
+        format!("its partition {} ", m.device)
+    } else {
+        let what = match dev.holders.iter().find(|h| h.name == m.device) {
+            Some(h) => h.describe(),
+            None => format!("/dev/{}", m.device),
+        };
+        format!("{what} stacked on it ")
+    }
+}
+
 fn mount_reason(dev: &DeviceFacts) -> String {
     let parts: Vec<String> = dev
         .mounts
         .iter()
-        .map(|m| {
-            if dev.name.as_deref() == Some(m.device.as_str()) {
-                m.describe()
-            } else {
-                format!("its partition {} is {}", m.device, m.describe())
-            }
+        .map(|m| match mount_subject(dev, m) {
+            s if s.is_empty() => m.describe(),
+            s => format!("{s}is {}", m.describe()),
         })
         .collect();
     parts.join("; ")
@@ -333,11 +350,15 @@ fn check_one(
             .holders
             .iter()
             .map(|h| {
-                if target.name.as_deref() == Some(h.of.as_str()) || target.kind == DeviceKind::File
+                if target.name.as_deref() == Some(h.of.as_str())
+                    || (target.kind == DeviceKind::File
+                        && h.of == target.path.display().to_string())
                 {
                     format!("held by {}", h.describe())
-                } else {
+                } else if target.partitions.contains(&h.of) {
                     format!("its partition {} is held by {}", h.of, h.describe())
+                } else {
+                    format!("held by {} (stacked on {})", h.describe(), h.of)
                 }
             })
             .collect();
@@ -508,7 +529,7 @@ pub fn check_verify(source: &DeviceFacts, target: &DeviceFacts) -> Vec<Refusal> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::device::{DevNo, Holder, MountUse, StorageId};
+    use crate::probe::device::{DevNo, Holder, StorageId};
     use crate::probe::signature::{Signature, SignatureKind};
 
     const MIB: u64 = 1 << 20;
@@ -589,6 +610,7 @@ mod tests {
     fn mounted_target_names_every_mount() {
         let src = block(0, GIB);
         let mut dst = block(1, GIB);
+        dst.partitions = vec!["loop1p1".into()];
         dst.mounts = vec![
             mount("loop1", "/mnt/a", true, None),
             mount("loop1p1", "/b", false, Some(42)),
@@ -618,6 +640,7 @@ mod tests {
                 name: holder.into(),
                 dm_name: dm.map(String::from),
                 of: "loop1".into(),
+                offset: 0,
             }];
             dst.exclusive_busy = true;
             let r = check_copy(&src, &[dst], GIB, false);
@@ -626,15 +649,56 @@ mod tests {
             assert!(r[0].reason.starts_with("held by"), "{}", r[0].reason);
         }
         let mut dst = block(1, GIB);
+        dst.partitions = vec!["loop1p2".into()];
         dst.holders = vec![Holder {
             name: "md1".into(),
             dm_name: None,
             of: "loop1p2".into(),
+            offset: 0,
         }];
         let r = check_targets(&src, &[dst], GIB, false);
         assert_eq!(
             r[0].reason,
             "its partition loop1p2 is held by md RAID device md1"
+        );
+        // Issue 11: stacked further up, and mounted there.
+        let mut dst = block(1, GIB);
+        dst.holders = vec![
+            Holder {
+                name: "loop5".into(),
+                dm_name: None,
+                of: "loop1".into(),
+                offset: MIB,
+            },
+            Holder {
+                name: "dm-2".into(),
+                dm_name: Some("up".into()),
+                of: "loop5".into(),
+                offset: 0,
+            },
+        ];
+        dst.mounts = vec![mount("dm-2", "/mnt/y", true, None)];
+        let r = check_targets(&src, &[dst.clone()], GIB, false);
+        assert_eq!(rules(&r), [Rule::Mounted, Rule::Held]);
+        assert_eq!(
+            r[0].reason,
+            "device-mapper device up (dm-2) stacked on it is mounted at /mnt/y (ext4, read-only)"
+        );
+        assert_eq!(
+            r[1].reason,
+            "held by loop device /dev/loop5 (at byte 1048576); \
+             held by device-mapper device up (dm-2) (stacked on loop5)"
+        );
+        // A source whose stacked device is mounted read-write is refused.
+        dst.mounts[0].read_only = false;
+        let r = check_source(&dst);
+        assert_eq!(rules(&r), [Rule::SourceMountedRw]);
+        assert!(
+            r[0].reason.starts_with(
+                "the source's device-mapper device up (dm-2) stacked on it is mounted at /mnt/y"
+            ),
+            "{}",
+            r[0].reason
         );
     }
 
