@@ -36,6 +36,8 @@ pub enum Rule {
     TooSmall,
     /// The target carries a filesystem, LVM, md, swap or partition-table signature.
     Signature,
+    /// A `--delta`/`--resume` target that does not hold an earlier copy of the source.
+    NotACopy,
 }
 
 /// One refusal: which device, why, and what to do.
@@ -497,6 +499,47 @@ pub fn check_copy(
     out
 }
 
+/// A delta pass (`--delta`, `--resume`) writes only where the target
+/// differs, so it expects an earlier copy of this very source there: every
+/// signature on the target must be one of the source's (same kind, place,
+/// UUID and filesystem size). A target with no signature is fine (nothing
+/// on it to lose, as for a plain copy). `--force` skips this rule.
+pub fn check_delta(source: &DeviceFacts, targets: &[DeviceFacts]) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    for t in targets {
+        let Some(foreign) = t.signatures.iter().find(|ts| {
+            !source.signatures.iter().any(|ss| {
+                ss.kind == ts.kind
+                    && ss.offset == ts.offset
+                    && ss.uuid == ts.uuid
+                    && ss.fs_bytes == ts.fs_bytes
+            })
+        }) else {
+            continue;
+        };
+        let src_sig = match source.signatures.first() {
+            Some(s) => s.describe(),
+            None => "no signature".into(),
+        };
+        out.push(Refusal::new(
+            t,
+            Rule::NotACopy,
+            format!(
+                "carries {} {} that is not an earlier copy of the source {} ({src_sig}): a --delta or --resume pass would overwrite it",
+                article(&foreign.describe()),
+                foreign.describe(),
+                source.path.display()
+            ),
+            format!(
+                "check that {} is the right target; to overwrite it, copy without --delta/--resume and with --force (or wipe it with `wipefs -a {}`)",
+                t.path.display(),
+                t.path.display()
+            ),
+        ));
+    }
+    out
+}
+
 /// `reroot verify SRC DST` writes nothing, but compares only stable data:
 /// neither side may be mounted read-write, and they must be two devices.
 pub fn check_verify(source: &DeviceFacts, target: &DeviceFacts) -> Vec<Refusal> {
@@ -880,6 +923,56 @@ mod tests {
         f.ino = 3;
         let r = check_copy(&block(0, GIB), &[f], GIB, false);
         assert!(r[0].hint.contains("truncate -s 1073741824 /var/tmp/t.img"));
+    }
+
+    /// Issue 11: `--delta` overwrote any filesystem (`mkfs.xfs -L precious
+    /// $T; reroot copy --delta $SRC $T` exited 0).
+    #[test]
+    fn delta_onto_a_foreign_filesystem_is_refused() {
+        let ext4 = |uuid: &str, bytes: u64| Signature {
+            kind: SignatureKind::Ext4,
+            offset: 1080,
+            uuid: Some(uuid.into()),
+            label: Some("root".into()),
+            detail: None,
+            fs_bytes: Some(bytes),
+        };
+        let mut src = block(0, GIB);
+        src.signatures = vec![ext4("aa", GIB)];
+        // Blank target (an interrupted first pass wrote nothing yet): fine.
+        let mut dst = block(1, GIB);
+        assert!(check_delta(&src, std::slice::from_ref(&dst)).is_empty());
+        // An earlier copy: same UUID and size (the label may have changed).
+        dst.signatures = vec![ext4("aa", GIB)];
+        dst.signatures[0].label = Some("copy".into());
+        assert!(check_delta(&src, std::slice::from_ref(&dst)).is_empty());
+        // Another filesystem, or the same UUID with another geometry.
+        for other in [
+            ext4("bb", GIB),
+            ext4("aa", GIB / 2),
+            Signature {
+                kind: SignatureKind::Xfs,
+                offset: 0,
+                uuid: Some("aa".into()),
+                label: Some("precious".into()),
+                detail: None,
+                fs_bytes: Some(GIB),
+            },
+        ] {
+            dst.signatures = vec![other];
+            let r = check_delta(&src, std::slice::from_ref(&dst));
+            assert_eq!(rules(&r), [Rule::NotACopy]);
+            assert!(
+                r[0].reason
+                    .contains("is not an earlier copy of the source /dev/loop0"),
+                "{}",
+                r[0].reason
+            );
+            assert!(r[0].hint.contains("--force"), "{}", r[0].hint);
+        }
+        // A source with no signature: anything on the target is foreign.
+        src.signatures.clear();
+        assert_eq!(rules(&check_delta(&src, &[dst])), [Rule::NotACopy]);
     }
 
     #[test]

@@ -840,3 +840,58 @@ fn image_source_mounted_rw_through_a_loop_is_refused() {
     cli_refuses(&src_img, &[dst.path()], &["--full"], &src_img, &reason);
     cli_refuses(&src_img, &[dst.path()], &["--force"], &src_img, &reason);
 }
+
+/// Issue 11: `--delta` / `--resume` overwrote any filesystem (`mkfs.xfs -f -L
+/// precious $T; reroot copy --delta $SRC $T` exited 0). A delta pass needs an
+/// earlier copy of this very source on the target, or --force.
+#[test]
+fn delta_onto_a_foreign_filesystem_is_refused() {
+    require_root!();
+    let (sd, src) = ext4_source();
+    // mkfs.xfs wants at least 300 MB.
+    let (_t, _i, dst) = loopdev(320 * MIB);
+    let mut foreign = vec![("ext4", vec!["-L", "precious"])];
+    if crate::common::have_tool("mkfs.xfs") {
+        foreign.push(("xfs", vec!["-L", "precious"]));
+    }
+    for (fstype, extra) in foreign {
+        sh(&format!("wipefs -a -q {}", dst.path().display()));
+        mkfs(fstype, dst.path(), &extra);
+        for flag in ["--delta", "--resume"] {
+            cli_refuses(
+                src.path(),
+                &[dst.path()],
+                &[flag],
+                dst.path(),
+                "that is not an earlier copy of the source",
+            );
+        }
+        assert_eq!(blkid(dst.path(), "LABEL"), "precious", "{fstype}");
+    }
+    // An earlier copy of the source: the delta pass runs and rewrites what changed.
+    cli_copies(src.path(), dst.path(), &["--force"]);
+    {
+        let m = Mounted::new(src.path(), &sd.path().join("m"), None);
+        sh(&format!(
+            "head -c 500000 /dev/urandom > {}/new",
+            m.dir().display()
+        ));
+    }
+    cli_copies(src.path(), dst.path(), &["--delta"]);
+    let out = crate::common::reroot()
+        .arg("verify")
+        .arg(src.path())
+        .arg(dst.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --force overrides the rule (the user says the target is theirs to lose).
+    sh(&format!("wipefs -a -q {}", dst.path().display()));
+    mkfs("ext4", dst.path(), &["-L", "precious"]);
+    cli_copies(src.path(), dst.path(), &["--delta", "--force"]);
+    assert_eq!(blkid(dst.path(), "LABEL"), "src");
+}
