@@ -4,6 +4,7 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
+pub mod btrfs;
 pub mod cgroup;
 pub mod cmdline;
 pub mod device;
