@@ -5,6 +5,7 @@
 //! ioctls that only query), never `plan` or `exec`.
 
 pub mod boot;
+pub mod btrfs;
 pub mod cgroup;
 pub mod cmdline;
 pub mod device;
