@@ -19,6 +19,7 @@ pub mod loops;
 pub mod maps;
 pub mod mountinfo;
 pub mod process;
+pub mod queue;
 pub mod rootfs;
 pub mod signature;
 pub mod swaps;

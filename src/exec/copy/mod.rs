@@ -13,6 +13,7 @@
 pub mod hash;
 pub mod io;
 pub mod pipeline;
+pub mod zero;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
