@@ -15,6 +15,7 @@ mod copy;
 mod demo;
 mod devices;
 mod faultdev;
+mod fuzz_replay;
 mod grow;
 mod identity;
 mod map;
