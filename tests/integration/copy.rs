@@ -364,3 +364,87 @@ fn copy_releases_the_target_at_once() {
         assert!(f.is_ok(), "copy {i}: the target is still claimed: {f:?}");
     }
 }
+
+/// True when /proc/locks lists an OFD lock on `file`'s inode.
+fn ofd_locked(file: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(file).unwrap();
+    let key = format!(
+        "{:02x}:{:02x}:{} ",
+        libc::major(m.dev()),
+        libc::minor(m.dev()),
+        m.ino()
+    );
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains("OFDLCK") && l.contains(&key))
+}
+
+/// Issue 11: image-file targets were not locked: two `reroot copy` runs onto
+/// the same file both ran (O_EXCL means nothing for a regular file). The
+/// second must be refused (exit 3) and the first complete, identical.
+#[test]
+fn image_file_targets_are_not_locked() {
+    let dir = scratch();
+    let src = dir.path().join("src.img");
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        16 * MIB,
+        src.display()
+    ));
+    let dst = sparse_file(&dir.path().join("dst.img"), 16 * MIB);
+    // Someone else holds a lock on the target: refused, target untouched.
+    {
+        let held = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dst)
+            .unwrap();
+        assert!(reroot::sys::lock::try_lock_write(&held).unwrap());
+        let out = reroot().arg("copy").arg(&src).arg(&dst).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("is locked by another writer"), "{err}");
+        assert!(err.contains(&dst.display().to_string()), "{err}");
+        let zero = std::fs::read(&dst).unwrap().iter().all(|&b| b == 0);
+        assert!(zero, "a refused copy wrote to the target");
+    }
+    // Two copies at once: a slow first one (4 KiB transfers, one at a time).
+    let first = reroot()
+        .args([
+            "copy",
+            "--engine",
+            "sync",
+            "--queue-depth",
+            "1",
+            "--chunk-size",
+            "4K",
+        ])
+        .arg(&src)
+        .arg(&dst)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !ofd_locked(&dst) {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "the first copy never locked the target"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let second = reroot().arg("copy").arg(&src).arg(&dst).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(second.status.code(), Some(3), "{err}");
+    assert!(err.contains("is locked by another writer"), "{err}");
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
+    assert!(!ofd_locked(&dst), "the lock outlived the copy");
+}
