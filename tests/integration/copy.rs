@@ -448,3 +448,79 @@ fn image_file_targets_are_not_locked() {
     run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
     assert!(!ofd_locked(&dst), "the lock outlived the copy");
 }
+
+/// Issue 11: a source whose size is not a multiple of 4 KiB lost its tail
+/// and the copy reported success (`head -c 5000 /dev/urandom > odd.img;
+/// reroot copy odd.img t.img`: "verified", `cmp` differed at byte 4097); a
+/// 1500-byte source copied "0 chunks"; `verify` of a zero-length source said
+/// "no differences". Every byte is copied and compared now.
+#[test]
+fn odd_sized_source_loses_its_tail() {
+    let dir = scratch();
+    let p = |n: &str| dir.path().join(n);
+    for (size, engine) in [
+        (5000u64, "uring"),
+        (5000, "sync"),
+        (1500, "uring"),
+        (12_345, "uring"),
+    ] {
+        let (src, dst) = (p("odd.img"), p("t.img"));
+        sh(&format!("head -c {size} /dev/urandom > {}", src.display()));
+        sparse_file(&dst, size);
+        let out = run_ok(
+            reroot()
+                .args(["--json", "copy", "--engine", engine])
+                .arg(&src)
+                .arg(&dst),
+        );
+        let r = json(&out);
+        run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
+        assert_eq!(r["bytes_planned"], size, "{r:#}");
+        // One 1 MiB chunk for the aligned part (if any), one for the tail.
+        assert_eq!(r["chunks"], u64::from(size >= 4096) + 1, "{r:#}");
+        assert_eq!(r["mismatch_count"], 0, "{r:#}");
+        // verify compares the tail too: a flipped last byte is a difference.
+        run_ok(reroot().arg("verify").arg(&src).arg(&dst));
+        sh(&format!(
+            "printf '\\377' | dd of={} bs=1 seek={} conv=notrunc status=none; \
+             printf '\\000' | dd of={} bs=1 seek={} conv=notrunc status=none",
+            src.display(),
+            size - 1,
+            dst.display(),
+            size - 1
+        ));
+        let out = reroot().arg("verify").arg(&src).arg(&dst).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{size}: {err}");
+        assert!(err.contains(&dst.display().to_string()), "{err}");
+        // A delta pass repairs exactly that.
+        let r = json(&run_ok(
+            reroot()
+                .args(["--json", "copy", "--delta"])
+                .arg(&src)
+                .arg(&dst),
+        ));
+        run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
+        assert_eq!(r["mismatch_count"], 0, "{r:#}");
+        assert!(r["bytes_written"].as_u64().unwrap() >= size % 4096, "{r:#}");
+        // A larger target: every source byte lands, the rest is left alone.
+        let big = sparse_file(&p("big.img"), 64 * 1024);
+        run_ok(reroot().arg("copy").arg(&src).arg(&big));
+        run_ok(
+            std::process::Command::new("cmp")
+                .arg("-n")
+                .arg(size.to_string())
+                .arg(&src)
+                .arg(&big),
+        );
+    }
+    // Empty: nothing to copy or compare is said, not reported as success.
+    let (src, dst) = (p("empty.img"), sparse_file(&p("t2.img"), 4096));
+    std::fs::write(&src, b"").unwrap();
+    for cmd in ["copy", "verify"] {
+        let out = reroot().arg(cmd).arg(&src).arg(&dst).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{cmd}: {err}");
+        assert!(err.contains("is empty (0 bytes)"), "{cmd}: {err}");
+    }
+}
