@@ -8,6 +8,7 @@
 
 pub mod blkdev;
 pub mod buf;
+pub mod lock;
 pub mod mount;
 pub mod process;
 pub mod statx;

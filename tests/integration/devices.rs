@@ -904,3 +904,27 @@ fn delta_onto_a_foreign_filesystem_is_refused() {
     cli_copies(src.path(), dst.path(), &["--delta", "--force"]);
     assert_eq!(blkid(dst.path(), "LABEL"), "src");
 }
+
+/// Issue 11: the TooSmall refusal told the user to shrink the source with
+/// `reroot grow`, which never shrinks.
+#[test]
+fn too_small_hint_does_not_offer_reroot_grow() {
+    require_tool!("mkfs.ext4");
+    let dir = scratch();
+    let src = sparse_file(&dir.path().join("src.img"), 32 * MIB);
+    mkfs("ext4", &src, &[]);
+    let dst = sparse_file(&dir.path().join("small.img"), 16 * MIB);
+    let out = crate::common::reroot()
+        .arg("copy")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("but the filesystem needs 32 MiB"), "{err}");
+    assert!(!err.contains("reroot grow"), "{err}");
+    assert!(err.contains("reroot does not shrink"), "{err}");
+    assert!(err.contains(&format!("truncate -s {} ", 32 * MIB)), "{err}");
+    assert_eq!(fs::metadata(&dst).unwrap().len(), 16 * MIB);
+}

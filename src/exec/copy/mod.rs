@@ -13,6 +13,7 @@
 pub mod hash;
 pub mod io;
 pub mod pipeline;
+pub mod tail;
 pub mod zero;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ use crate::probe::SysRoot;
 use crate::probe::device;
 use crate::sys::buf::BufPool;
 use crate::units::ExtentList;
+use xxhash_rust::xxh3::xxh3_64;
 
 pub use io::{Access, BlockIo, Device, EngineKind, SyncIo, UringIo};
 pub use pipeline::{Mismatch, Pass, PassConfig, PassStats, Pipeline};
@@ -329,6 +331,44 @@ pub fn source_map(
     Ok((map.used, summary))
 }
 
+/// A zero-length source has nothing to copy or compare: say so rather than
+/// report an empty success.
+fn refuse_empty(source: &device::DeviceFacts) -> Result<()> {
+    if source.size > 0 {
+        return Ok(());
+    }
+    Err(Error::refused("is empty (0 bytes): there is nothing to copy or compare")
+        .device(&source.path)
+        .hint("check the source path (an image file that was never written, or a device of size 0)"))
+}
+
+/// Check the tail (see [`tail`]) of every target against the source's bytes.
+fn check_tail(
+    plan: &CopyPlan,
+    src: &[u8],
+    targets: &[PathBuf],
+    stats: &mut PassStats,
+) -> Result<u64> {
+    let Some(t) = plan.tail else {
+        return Ok(0);
+    };
+    let mut read = 0;
+    for (i, path) in targets.iter().enumerate() {
+        let got = tail::read(path, t)?;
+        read += t.len();
+        if got != src {
+            stats.mismatches.push(Mismatch {
+                device: i + 1,
+                offset: t.start(),
+                len: t.len(),
+            });
+            stats.mismatch_count += 1;
+            stats.mismatch_bytes += t.len();
+        }
+    }
+    Ok(read)
+}
+
 fn refuse_same(source: &Device, targets: &[Device]) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let key = |d: &Device| {
@@ -417,12 +457,48 @@ fn phase(name: &'static str, stats_bytes: u64, seconds: f64) -> PhaseReport {
     }
 }
 
-fn digest(table: &[u64]) -> String {
+/// xxh3 over the chunk hashes in order, then the partial last block's.
+fn digest(table: &[u64], tail: Option<u64>) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
-    for v in table {
+    for v in table.iter().chain(tail.as_ref()) {
         h.update(&v.to_le_bytes());
     }
     format!("{:016x}", h.digest())
+}
+
+/// What copying the partial last block did.
+#[derive(Debug, Default)]
+struct TailCopy {
+    /// The source's bytes (empty without a tail).
+    data: Vec<u8>,
+    read: u64,
+    written: u64,
+    unchanged: u64,
+}
+
+/// Copy the plan's partial last block (if any) to every target, buffered;
+/// a delta pass rewrites it only where it differs.
+fn copy_tail(plan: &CopyPlan, o: &Opened, delta: bool) -> Result<TailCopy> {
+    let Some(t) = plan.tail else {
+        return Ok(TailCopy::default());
+    };
+    let mut out = TailCopy {
+        data: tail::read(&o.source.path, t)?,
+        read: t.len(),
+        ..TailCopy::default()
+    };
+    for d in &o.targets {
+        if delta {
+            out.read += t.len();
+            if tail::read(&d.path, t)? == out.data {
+                out.unchanged += t.len();
+                continue;
+            }
+        }
+        tail::write(&d.path, t, &out.data)?;
+        out.written += t.len();
+    }
+    Ok(out)
 }
 
 fn plan_for(o: &Opened, used: &ExtentList, opts: &CopyOptions) -> Result<CopyPlan> {
@@ -480,6 +556,7 @@ pub fn copy(
     // expects the target to carry the filesystem of an earlier pass, so its
     // signature is no reason to refuse, as long as it is that filesystem.
     let src_facts = device::inspect(source, &opts.root).map_err(|e| e.stage(Stage::Copy))?;
+    refuse_empty(&src_facts).map_err(|e| e.stage(Stage::Copy))?;
     let tgt_facts = targets
         .iter()
         .map(|t| device::inspect(t, &opts.root).map_err(|e| e.stage(Stage::Copy)))
@@ -530,6 +607,7 @@ pub fn copy(
         .run(&plan, pass, &cfg, &mut table, events)
         .map_err(|e| e.stage(Stage::Copy))?;
     phases.push(phase(name, stats.bytes_done, stats.elapsed.as_secs_f64()));
+    let tail = copy_tail(&plan, &o, opts.delta).map_err(|e| e.stage(Stage::Copy))?;
 
     let tf = Instant::now();
     events.phase("flush", None, crate::exec::event::Unit::Items);
@@ -559,6 +637,13 @@ pub fn copy(
             .map_err(|e| e.stage(Stage::Copy))?;
         bytes_read += check.bytes_read;
         bytes_verified = check.bytes_read.saturating_sub(check.mismatch_bytes);
+    }
+    if opts.verify == VerifyMode::Readback && plan.tail.is_some() {
+        let before = check.mismatch_bytes;
+        let read = check_tail(&plan, &tail.data, &paths[1..], &mut check)
+            .map_err(|e| e.stage(Stage::Copy))?;
+        bytes_read += read;
+        bytes_verified += read.saturating_sub(check.mismatch_bytes - before);
         phases.push(phase(
             "readback",
             check.bytes_done,
@@ -589,12 +674,12 @@ pub fn copy(
         verify: opts.verify,
         delta: opts.delta,
         bytes_planned: plan.bytes,
-        bytes_read,
-        bytes_written: stats.bytes_written,
+        bytes_read: bytes_read + tail.read,
+        bytes_written: stats.bytes_written + tail.written,
         bytes_skipped: plan.skipped,
-        bytes_unchanged: stats.bytes_unchanged,
+        bytes_unchanged: stats.bytes_unchanged + tail.unchanged,
         bytes_verified,
-        chunks: plan.chunks,
+        chunks: plan.chunks + u64::from(plan.tail.is_some()),
         phases,
         seconds,
         mb_per_s: if seconds > 0.0 {
@@ -605,7 +690,7 @@ pub fn copy(
         digest: if opts.verify == VerifyMode::None {
             String::new()
         } else {
-            digest(&table)
+            digest(&table, plan.tail.map(|_| xxh3_64(&tail.data)))
         },
         mismatches: mismatch_reports(&check, &paths),
         mismatch_count: check.mismatch_count,
@@ -626,6 +711,7 @@ pub fn verify(
     let t0 = Instant::now();
     let targets = [target.to_path_buf()];
     let src_facts = device::inspect(source, &opts.root).map_err(|e| e.stage(Stage::Verify))?;
+    refuse_empty(&src_facts).map_err(|e| e.stage(Stage::Verify))?;
     let tgt_facts = device::inspect(target, &opts.root).map_err(|e| e.stage(Stage::Verify))?;
     target::into_result(&target::check_verify(&src_facts, &tgt_facts), Stage::Verify)?;
     let o = open_all(source, &targets, opts, false, events).map_err(|e| e.stage(Stage::Verify))?;
@@ -673,6 +759,16 @@ pub fn verify(
             events,
         )
         .map_err(|e| e.stage(Stage::Verify))?;
+    let mut stats = stats;
+    let mut tail_hash = None;
+    if let Some(t) = plan.tail {
+        let src = tail::read(source, t).map_err(|e| e.stage(Stage::Verify))?;
+        let read =
+            check_tail(&plan, &src, &targets, &mut stats).map_err(|e| e.stage(Stage::Verify))?;
+        stats.bytes_read += read + t.len();
+        stats.bytes_done += t.len();
+        tail_hash = Some(xxh3_64(&src));
+    }
     phases.push(phase(
         "verify",
         stats.bytes_done,
@@ -699,7 +795,7 @@ pub fn verify(
             .bytes_read
             .saturating_sub(stats.bytes_done)
             .saturating_sub(stats.mismatch_bytes),
-        chunks: plan.chunks,
+        chunks: plan.chunks + u64::from(plan.tail.is_some()),
         phases,
         seconds,
         mb_per_s: if seconds > 0.0 {
@@ -707,7 +803,7 @@ pub fn verify(
         } else {
             0.0
         },
-        digest: digest(&table),
+        digest: digest(&table, tail_hash),
         mismatches: mismatch_reports(&stats, &paths),
         mismatch_count: stats.mismatch_count,
         warnings,
