@@ -123,11 +123,21 @@ impl Worker {
     }
 
     pub(super) fn stage_copy(&mut self, live: bool) -> Result<StageSummary> {
+        // A pre-copy that runs again (after a crash or a kill) keeps what
+        // the interrupted run wrote: a delta pass compares every chunk's
+        // hash on both sides and writes only those that differ, so nothing
+        // is trusted that is not on the target (a lost write is rewritten).
+        let resumed = live
+            && self
+                .summary
+                .stage(Stage::Precopy)
+                .is_some_and(|s| s.runs > 1);
         let opts = if live {
             // The target was checked (no signature) by the check stage; a
             // re-run after an interruption finds our own partial copy there.
             CopyOptions {
                 live: true,
+                delta: resumed,
                 verify: VerifyMode::None,
                 force: true,
                 ..CopyOptions::default()
@@ -148,7 +158,13 @@ impl Worker {
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
-            if live { "live pre-copy" } else { "delta pass" },
+            if resumed {
+                "live pre-copy, resumed (chunks already on the target kept)"
+            } else if live {
+                "live pre-copy"
+            } else {
+                "delta pass"
+            },
             crate::plan::target::human_bytes(r.bytes_written),
             crate::plan::target::human_bytes(r.bytes_unchanged),
             crate::plan::target::human_bytes(r.map.used_bytes),
