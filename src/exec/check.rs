@@ -51,6 +51,17 @@ pub fn check(sys: &SysRoot, opts: &CheckOptions) -> Result<Report> {
         rootfs::gather(sys, &opts.root, &opts.skip_pids).map_err(|e| e.stage(Stage::Check))?;
     let init = init_of(sys, opts);
     let mut report = preflight::assess(&facts, &init);
+    if opts.root == Path::new("/") {
+        // The running system: can the pivot restart its daemons?
+        if let Some((why, advice)) = crate::plan::services::restart_refusal(&init) {
+            report.add(vec![Finding::new(
+                Severity::Blocker,
+                Category::RunsFromRoot,
+                why,
+                advice,
+            )]);
+        }
+    }
     if let Some(t) = &opts.target {
         report.add(target_checks(sys, facts.dev(), t, opts.force));
         if let Some(name) = target_kernel_name(sys, t) {
