@@ -17,6 +17,7 @@ mod devices;
 mod faultdev;
 mod grow;
 mod identity;
+mod itable;
 mod map;
 mod migrate;
 mod pivot;
