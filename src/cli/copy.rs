@@ -249,6 +249,7 @@ pub fn print_summary(r: &Report) {
             String::new()
         }
     );
+    print_classes(r);
     let phases: Vec<String> = r
         .phases
         .iter()
@@ -267,6 +268,24 @@ pub fn print_summary(r: &Report) {
     );
     if !r.digest.is_empty() {
         println!("  digest {} over {} chunks", r.digest, r.chunks);
+    }
+}
+
+/// One line per class of the map: bytes copied, zeroed, skipped.
+fn print_classes(r: &Report) {
+    let mb = |b: u64| b as f64 / 1e6;
+    if r.bytes_zeroed > 0 {
+        println!("  {:.1} MB zeroed (write-zeroes)", mb(r.bytes_zeroed));
+    }
+    for c in r.classes.iter().filter(|c| c.bytes > 0) {
+        println!(
+            "  {:<14} {:>10.1} MB: {:.1} copied, {:.1} zeroed, {:.1} skipped",
+            c.class,
+            mb(c.bytes),
+            mb(c.copied),
+            mb(c.zeroed),
+            mb(c.skipped)
+        );
     }
 }
 

@@ -18,6 +18,7 @@ mod faultdev;
 mod fuzz_replay;
 mod grow;
 mod identity;
+mod itable;
 mod map;
 mod migrate;
 mod pivot;

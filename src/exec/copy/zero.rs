@@ -10,9 +10,9 @@
 //!   guarantees zeros), never a fallback to writing zero pages. It is only
 //!   tried where sysfs `queue/write_zeroes_max_bytes` is non-zero. A loop
 //!   device implements it with `fallocate` on its backing file.
-//! - an image file: `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE` (unwritten
-//!   extents), or `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` where the
-//!   filesystem lacks ZERO_RANGE (tmpfs).
+//! - an image file: `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` (keeps the
+//!   image sparse), or `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`
+//!   (unwritten extents) where the filesystem refuses holes.
 //!
 //! A target that refuses is copied as before: zeroing is an optimisation,
 //! never a requirement.
@@ -24,6 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FallocateFlags, fallocate};
 
+use super::SourceClasses;
+use super::hash::chunk_hash;
+use crate::plan::copy::CopyPlan;
 use crate::probe::device::DeviceFacts;
 use crate::probe::{SysRoot, queue};
 use crate::units::{Extent, ExtentList};
@@ -122,8 +125,11 @@ fn zero_range(f: &File, is_block: bool, offset: u64, len: u64) -> io::Result<()>
     if is_block {
         return call(punch);
     }
-    match call(FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE) {
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => call(punch),
+    // A hole keeps an image sparse; ZERO_RANGE where holes are refused.
+    match call(punch) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            call(FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE)
+        }
         r => r,
     }
 }
@@ -153,6 +159,72 @@ pub fn zeroable(list: &ExtentList, align: u64) -> ExtentList {
         }
     }
     out
+}
+
+/// What happened to the classes of the map before the copy pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassOutcome {
+    /// What the copy pass must move: the data, plus every part of the
+    /// `INODE_ZEROED` tails that was not zeroed.
+    pub data: ExtentList,
+    /// Ranges zeroed on every target (tails of both kinds).
+    pub zeroed: ExtentList,
+    /// Bytes of `INODE_ZEROED` tails copied instead of zeroed.
+    pub itable_copied: u64,
+    /// Bytes of lazy tails neither zeroed nor copied.
+    pub lazy_skipped: u64,
+}
+
+/// Zero the inode-table tails on the targets in `mask` where `z` allows
+/// (aligned to `align`), and say what the copy pass must still move. A
+/// refusal stops zeroing (the rest is copied); an I/O error is returned as
+/// (engine device index, offset, error).
+pub fn zero_classes(
+    z: Option<&ZeroTargets>,
+    c: &SourceClasses,
+    align: u64,
+    mask: u64,
+) -> Result<ClassOutcome, (usize, u64, io::Error)> {
+    let mut both: Vec<Extent> = c.itable_zeroed.iter().copied().collect();
+    both.extend(c.itable_lazy.iter().copied());
+    let wanted = zeroable(&ExtentList::from_unsorted(both), align);
+    let mut done = ExtentList::new();
+    if let Some(z) = z {
+        for e in &wanted {
+            match z.zero(mask, e.start(), e.len()) {
+                Ok(()) => done.push(*e),
+                Err(ZeroError::Unsupported) => break,
+                Err(ZeroError::Io { device, error }) => return Err((device, e.start(), error)),
+            }
+        }
+    }
+    let copied = c.itable_zeroed.subtract(&done);
+    let mut data: Vec<Extent> = c.data.iter().copied().collect();
+    data.extend(copied.iter().copied());
+    Ok(ClassOutcome {
+        data: ExtentList::from_unsorted(data),
+        itable_copied: copied.total_bytes(),
+        lazy_skipped: c.itable_lazy.subtract(&done).total_bytes(),
+        zeroed: done,
+    })
+}
+
+/// The hash table a check pass over `plan` expects when every chunk reads
+/// as zeros.
+pub fn zeros_table(plan: &CopyPlan) -> Vec<u64> {
+    let zeros = vec![0u8; usize::try_from(plan.chunk_size).unwrap_or(0)];
+    let mut last: Option<(u64, u64)> = None;
+    plan.chunks()
+        .map(|c| match last {
+            Some((len, h)) if len == c.len() => h,
+            _ => {
+                let n = usize::try_from(c.len()).unwrap_or(0).min(zeros.len());
+                let h = chunk_hash(zeros.get(..n).unwrap_or_default());
+                last = Some((c.len(), h));
+                h
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
