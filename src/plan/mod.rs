@@ -16,3 +16,4 @@ pub mod preflight;
 pub mod quiesce;
 pub mod services;
 pub mod target;
+pub mod transform;
