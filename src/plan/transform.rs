@@ -137,15 +137,18 @@ pub fn mkfs_args(kind: MkfsType, id: &MkfsIdentity, inodes: Option<u64>, dev: &s
     let mut a: Vec<String> = Vec::new();
     match kind {
         MkfsType::Ext2 | MkfsType::Ext3 | MkfsType::Ext4 => {
-            a.extend(["-F", "-q"].map(String::from));
+            // 4 KiB blocks even on small targets (mke2fs' "small" type would
+            // pick 1 KiB, where a 3 KB xattr no longer fits).
+            a.extend(["-F", "-q", "-b", "4096"].map(String::from));
             if let Some(u) = &id.uuid {
                 a.extend(["-U".into(), u.clone()]);
             }
             if !id.label.is_empty() {
                 a.extend(["-L".into(), id.label.clone()]);
             }
-            if let Some(n) = inodes {
-                a.extend(["-N".into(), n.to_string()]);
+            match inodes {
+                Some(n) => a.extend(["-N".into(), n.to_string()]),
+                None => a.extend(["-i".into(), "16384".into()]),
             }
         }
         MkfsType::Xfs => {
@@ -503,7 +506,9 @@ mod tests {
         let id = identity(MkfsType::Ext4, "0f0e", "", false);
         assert_eq!(
             mkfs_args(MkfsType::Ext4, &id, Some(5000), "/dev/x"),
-            ["-F", "-q", "-U", "0f0e", "-N", "5000", "/dev/x"]
+            [
+                "-F", "-q", "-b", "4096", "-U", "0f0e", "-N", "5000", "/dev/x"
+            ]
         );
         let id = identity(MkfsType::Btrfs, "0f0e", "r", true);
         assert_eq!(

@@ -186,12 +186,22 @@ fn read_xattrs_with(
     };
     let mut out = Vec::new();
     for n in names {
+        if is_alias(&n) {
+            continue;
+        }
         if let Some(v) = get(&n)? {
             out.push((n, v));
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// XFS shows its POSIX ACLs a second time, as `trusted.SGI_ACL_FILE` and
+/// `trusted.SGI_ACL_DEFAULT` (its on-disk names): they are the
+/// `system.posix_acl_*` attributes again, copied and compared as those.
+fn is_alias(name: &OsStr) -> bool {
+    name == "trusted.SGI_ACL_FILE" || name == "trusted.SGI_ACL_DEFAULT"
 }
 
 /// Every extended attribute of `path` (never following a symlink), sorted.

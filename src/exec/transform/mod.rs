@@ -27,7 +27,6 @@ use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::exec::event::EventSink;
 use crate::exec::{identity, tools};
 use crate::plan::transform::{self as plan, Fit, MkfsType, SourceUsage};
-use crate::probe::fs_superblock::FsKind;
 use crate::probe::{SysRoot, mountinfo};
 pub use digest::Difference;
 pub use meta::Loss;
@@ -184,9 +183,15 @@ fn usage_of(dir: &Path) -> Result<SourceUsage> {
 fn free_of(dir: &Path) -> Result<(u64, u64)> {
     let v = nix::sys::statvfs::statvfs(dir)
         .map_err(|e| Error::io(format!("statvfs {}", dir.display()), e.into()))?;
+    // btrfs allocates inodes on demand and reports no inode counts at all.
+    let free_inodes = if v.files() == 0 {
+        u64::MAX
+    } else {
+        v.files_free()
+    };
     Ok((
         v.blocks_free().saturating_mul(v.fragment_size()),
-        v.files_free(),
+        free_inodes,
     ))
 }
 
@@ -281,12 +286,21 @@ pub fn transform(
     if sid.is_none() {
         notes.push("the source's UUID and label are unknown: the new filesystem gets a random UUID and no label".into());
     }
-    if kind == MkfsType::Btrfs && fstype == Some(FsKind::Btrfs) && id.uuid.is_some() {
-        return Err(Error::refused(
-            "a btrfs copy of a btrfs source with the same fsid would make the kernel take both for one filesystem",
-        )
-        .stage(Stage::Copy)
-        .hint("add --new-uuid"));
+    let mut id = id;
+    if kind == MkfsType::Btrfs && id.uuid.is_some() {
+        // mkfs.btrfs (and btrfstune) refuse a UUID any other block device
+        // carries, and the source carries it; two btrfs with one fsid
+        // would also confuse the kernel's device scan.
+        let why = "mkfs.btrfs refuses a UUID another block device (here: the source) carries";
+        if !opts.lossy {
+            return Err(Error::refused(format!("{why}: a btrfs copy cannot keep the source's UUID"))
+                .stage(Stage::Copy)
+                .hint("add --new-uuid (then fstab and root=UUID= must name the new UUID; `reroot migrate --mkfs` rewrites fstab), or --lossy to accept that; nothing was written"));
+        }
+        notes.push(format!(
+            "{why}: the new btrfs gets a random UUID; fstab and root=UUID= must follow"
+        ));
+        id.uuid = None;
     }
     let target_bytes = device_size(dst)?;
     let lossy = opts.lossy;
