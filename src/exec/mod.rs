@@ -24,3 +24,4 @@ pub mod sandbox;
 pub mod services;
 pub mod temp_mount;
 pub mod tools;
+pub mod transform;

@@ -18,3 +18,4 @@ pub mod preflight;
 pub mod quiesce;
 pub mod services;
 pub mod target;
+pub mod transform;

@@ -23,3 +23,4 @@ mod map;
 mod migrate;
 mod pivot;
 mod reliability;
+mod transform;
