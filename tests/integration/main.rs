@@ -19,4 +19,5 @@ mod grow;
 mod identity;
 mod map;
 mod migrate;
+mod package;
 mod pivot;
