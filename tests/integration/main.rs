@@ -21,6 +21,7 @@ mod identity;
 mod itable;
 mod map;
 mod migrate;
+mod package;
 mod pivot;
 mod reliability;
 mod transform;
