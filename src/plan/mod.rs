@@ -12,6 +12,7 @@ pub mod grow;
 pub mod identity;
 pub mod migrate;
 pub mod pivot;
+pub mod precopy;
 pub mod preflight;
 pub mod quiesce;
 pub mod services;

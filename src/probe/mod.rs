@@ -20,6 +20,7 @@ pub mod process;
 pub mod rootfs;
 pub mod signature;
 pub mod swaps;
+pub mod tracefs;
 pub mod unix;
 
 use std::path::{Path, PathBuf};

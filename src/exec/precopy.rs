@@ -1,0 +1,1 @@
+//! Iterative pre-copy (see below).
