@@ -403,8 +403,9 @@ impl Tracker {
     }
 
     /// The source is quiet (read-only): read every event queued so far, up
-    /// to a marker written now, then stop and return the last dirty set.
-    pub fn finish(mut self) -> Result<ExtentList, NotTracked> {
+    /// to a marker written now, then stop and return the last dirty set and
+    /// the number of write events read in all.
+    pub fn finish(mut self) -> Result<(ExtentList, u64), NotTracked> {
         self.check()?;
         let marker = self.dir.join("trace_marker");
         fs::OpenOptions::new()
@@ -426,7 +427,7 @@ impl Tracker {
         }
         let dirty = self.take()?;
         self.stop();
-        Ok(dirty)
+        Ok((dirty, self.shared.lock().events))
     }
 
     fn stop(&mut self) {

@@ -20,3 +20,4 @@ mod identity;
 mod map;
 mod migrate;
 mod pivot;
+mod track;
