@@ -6,6 +6,7 @@
 //! `plan`, `sys`.
 
 pub mod bench;
+pub mod boot;
 pub mod check;
 pub mod claim;
 pub mod copy;

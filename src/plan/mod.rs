@@ -6,7 +6,9 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod bench;
+pub mod boot;
 pub mod copy;
+pub mod create;
 pub mod finish;
 pub mod grow;
 pub mod identity;

@@ -20,4 +20,5 @@ mod identity;
 mod map;
 mod migrate;
 mod pivot;
+mod reliability;
 mod track;

@@ -13,6 +13,7 @@
 pub mod hash;
 pub mod io;
 pub mod pipeline;
+pub mod zero;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -477,7 +478,7 @@ pub fn copy(
     let t0 = Instant::now();
     // Safety first, before anything is opened for writing. A delta pass
     // expects the target to carry the filesystem of an earlier pass, so its
-    // signature is no reason to refuse.
+    // signature is no reason to refuse, as long as it is that filesystem.
     let src_facts = device::inspect(source, &opts.root).map_err(|e| e.stage(Stage::Copy))?;
     let tgt_facts = targets
         .iter()
@@ -485,6 +486,9 @@ pub fn copy(
         .collect::<Result<Vec<_>>>()?;
     let needed = target::needed_bytes(&src_facts);
     let mut refusals = target::check_copy(&src_facts, &tgt_facts, needed, opts.force || opts.delta);
+    if opts.delta && !opts.force {
+        refusals.extend(target::check_delta(&src_facts, &tgt_facts));
+    }
     if opts.live {
         refusals.retain(|r| r.rule != target::Rule::SourceMountedRw);
     }

@@ -177,16 +177,19 @@ pub fn root_mount_dev(sys: &SysRoot, root: &Path) -> Result<((u32, u32), String)
     Ok(((m.major, m.minor), m.source.clone()))
 }
 
-/// Refuse unless `source` is the block device mounted at `root`.
+/// Refuse unless `source` is the block device mounted at `root`. btrfs
+/// shows an anonymous `0:N` in mountinfo: its real device is the member of
+/// the btrfs filesystem (sysfs) that the mount's source names, and a btrfs
+/// on several devices is refused (one device is copied).
 pub fn ensure_root_device(sys: &SysRoot, source: &Path, root: &Path) -> Result<()> {
     let meta = fs::metadata(source)
         .map_err(|e| Error::io("stat", e).device(source).stage(ErrStage::Migrate))?;
     let ((maj, min), msource) = root_mount_dev(sys, root)?;
     let is_blk = std::os::unix::fs::FileTypeExt::is_block_device(&meta.file_type());
-    let rdev = meta.rdev();
-    if !is_blk || (libc::major(rdev), libc::minor(rdev)) != (maj, min) {
-        return Err(Error::refused(format!(
-            "{} is not the device of {} ({maj}:{min}, mounted from {msource})",
+    let rdev = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+    let not_it = |what: String| {
+        Error::refused(format!(
+            "{} is not the device of {} ({what}, mounted from {msource})",
             source.display(),
             root.display()
         ))
@@ -196,9 +199,47 @@ pub fn ensure_root_device(sys: &SysRoot, source: &Path, root: &Path) -> Result<(
             "give the device mounted at {} (`findmnt -no SOURCE {}`)",
             root.display(),
             root.display()
-        )));
+        ))
+    };
+    if !is_blk {
+        return Err(not_it(format!("{maj}:{min}")));
     }
-    Ok(())
+    if maj != 0 {
+        return if rdev == (maj, min) {
+            Ok(())
+        } else {
+            Err(not_it(format!("{maj}:{min}")))
+        };
+    }
+    // An anonymous device number: btrfs (or a filesystem without a device).
+    let btrfs = match crate::probe::btrfs::kernel_name(&msource) {
+        Some(name) => crate::probe::btrfs::filesystem_with(sys, &name)
+            .map_err(|e| e.stage(ErrStage::Migrate))?,
+        None => None,
+    };
+    let Some(btrfs) = btrfs else {
+        return Err(not_it(format!("{maj}:{min}, no block device")));
+    };
+    if btrfs.members.len() > 1 {
+        let names: Vec<&str> = btrfs.members.iter().map(|m| m.name.as_str()).collect();
+        return Err(Error::refused(format!(
+            "{} is a btrfs filesystem on {} devices ({}); reroot moves a filesystem on one device",
+            root.display(),
+            names.len(),
+            names.join(", ")
+        ))
+        .device(source)
+        .stage(ErrStage::Migrate)
+        .hint("move a multi-device btrfs online with `btrfs replace start` or `btrfs device add` + `btrfs device remove`"));
+    }
+    match btrfs.members.first() {
+        Some(m) if m.devno == rdev => Ok(()),
+        Some(m) => Err(not_it(format!(
+            "btrfs {} on {} ({}:{})",
+            btrfs.fsid, m.name, m.devno.0, m.devno.1
+        ))),
+        None => Err(not_it(format!("btrfs {} without devices", btrfs.fsid))),
+    }
 }
 
 /// The request for these options in this process's context.
