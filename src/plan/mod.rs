@@ -14,6 +14,7 @@ pub mod grow;
 pub mod identity;
 pub mod migrate;
 pub mod pivot;
+pub mod precopy;
 pub mod preflight;
 pub mod quiesce;
 pub mod services;

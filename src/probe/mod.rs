@@ -23,6 +23,7 @@ pub mod queue;
 pub mod rootfs;
 pub mod signature;
 pub mod swaps;
+pub mod tracefs;
 pub mod unix;
 
 use std::path::{Path, PathBuf};

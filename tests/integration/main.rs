@@ -24,4 +24,5 @@ mod migrate;
 mod package;
 mod pivot;
 mod reliability;
+mod track;
 mod transform;
