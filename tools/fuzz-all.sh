@@ -32,7 +32,10 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(cargo fuzz list)
 fi
+# Build once, then run the binaries themselves: a source change while the
+# run goes on does not trigger a rebuild in the middle.
 cargo fuzz build -s "$san" >/dev/null
+bin=target/x86_64-unknown-linux-gnu/release
 
 # Inputs far larger than libFuzzer's 4 KiB default where the parser reads
 # whole images or a device head.
@@ -59,9 +62,9 @@ for t in "${targets[@]}"; do
   before=$(find "artifacts/$t" -type f | wc -l)
   start=$(date +%s)
   rc=0
-  cargo fuzz run -s "$san" "$t" "corpus/$t" "seeds/$t" -- \
-      -max_total_time="$secs" -max_len="$(max_len "$t")" -timeout=10 \
-      -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  "$bin/$t" -artifact_prefix="artifacts/$t/" -max_total_time="$secs" \
+      -max_len="$(max_len "$t")" -timeout=10 -print_final_stats=1 \
+      "corpus/$t" "seeds/$t" >"$log" 2>&1 || rc=$?
   took=$(($(date +%s) - start))
   runs=$(grep -oP '^stat::number_of_executed_units:\s*\K[0-9]+' "$log" | tail -1 || true)
   [[ -n $runs ]] || runs=$(grep -oP '^#\K[0-9]+' "$log" | tail -1 || echo 0)

@@ -90,7 +90,9 @@ fn nix_makedev(major: u32, minor: u32) -> u64 {
     ((ma & 0xffff_f000) << 32) | ((ma & 0xfff) << 8) | ((mi & 0xffff_ff00) << 12) | (mi & 0xff)
 }
 
-/// Remove this process's fixture tree (the seed replay calls it when done).
+/// Remove this process's fixture tree (the seed replay calls it when done;
+/// the fuzz target, which runs until killed, does not).
+#[allow(dead_code)]
 pub fn remove_fixture() {
     let _ = std::fs::remove_dir_all(base());
 }

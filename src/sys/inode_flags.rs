@@ -51,10 +51,9 @@ mod tests {
         let f = File::create(dir.path().join("f")).unwrap();
         let before = match get(&f) {
             Ok(v) => v,
-            // TODO(test_skip): tmpfs before 6.0 has no inode flags.
+            // tmpfs before 6.0 has no inode flags.
             Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => {
-                eprintln!("SKIP: no inode flags on this filesystem: {e}");
-                return;
+                return crate::test_skip::skip(&format!("no inode flags on this filesystem: {e}"));
             }
             Err(e) => panic!("{e}"),
         };
@@ -62,8 +61,7 @@ mod tests {
         match set(&f, before | FS_NODUMP_FL) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
-                eprintln!("SKIP: this filesystem cannot set nodump: {e}");
-                return;
+                return crate::test_skip::skip(&format!("this filesystem cannot set nodump: {e}"));
             }
             Err(e) => panic!("{e}"),
         }

@@ -80,9 +80,10 @@ mod sandbox {
     use reroot::exec::demo::{Rig, RigOptions, Run, SCENARIO_LIB};
     use serde_json::Value;
 
+    /// True (after [`crate::common::skip`]) when the sandbox cannot run here.
     pub fn skip() -> bool {
         if let Err(e) = reroot::exec::demo::requirements() {
-            eprintln!("SKIP: {e}");
+            crate::common::skip(&e.to_string());
             return true;
         }
         false

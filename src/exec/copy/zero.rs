@@ -262,7 +262,9 @@ mod tests {
         let z = ZeroTargets::new(&[(&f, false)]).unwrap();
         match z.zero(0b10, 1 << 16, 1 << 16) {
             Ok(()) => {}
-            Err(ZeroError::Unsupported) => return eprintln!("SKIP: no fallocate zeroing here"),
+            Err(ZeroError::Unsupported) => {
+                return crate::test_skip::skip("no fallocate zeroing on this filesystem");
+            }
             Err(ZeroError::Io { error, .. }) => panic!("{error}"),
         }
         let mut got = vec![0u8; 3 << 16];
