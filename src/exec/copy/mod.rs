@@ -12,6 +12,7 @@
 
 pub mod hash;
 pub mod io;
+pub mod locate;
 pub mod pipeline;
 pub mod tail;
 
@@ -407,6 +408,13 @@ struct Opened {
     warnings: Vec<String>,
 }
 
+impl Opened {
+    /// Source, then targets: the pipeline's device numbering.
+    fn devices(&self) -> Vec<&Device> {
+        std::iter::once(&self.source).chain(&self.targets).collect()
+    }
+}
+
 fn open_all(
     source: &Path,
     targets: &[PathBuf],
@@ -604,7 +612,7 @@ pub fn copy(
     };
     let stats = pipe
         .run(&plan, pass, &cfg, &mut table, events)
-        .map_err(|e| e.stage(Stage::Copy))?;
+        .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Copy))?;
     phases.push(phase(name, stats.bytes_done, stats.elapsed.as_secs_f64()));
     let tail = copy_tail(&plan, &o, opts.delta).map_err(|e| e.stage(Stage::Copy))?;
 
@@ -633,7 +641,7 @@ pub fn copy(
                 &mut table,
                 events,
             )
-            .map_err(|e| e.stage(Stage::Copy))?;
+            .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Copy))?;
         bytes_read += check.bytes_read;
         bytes_verified = check.bytes_read.saturating_sub(check.mismatch_bytes);
     }
@@ -757,7 +765,7 @@ pub fn verify(
             &mut table,
             events,
         )
-        .map_err(|e| e.stage(Stage::Verify))?;
+        .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Verify))?;
     let mut stats = stats;
     let mut tail_hash = None;
     if let Some(t) = plan.tail {

@@ -49,6 +49,20 @@ impl Pass {
     }
 }
 
+/// The transfer that ended a pass with an I/O error: enough to retry it
+/// in smaller pieces and name the failing sector ([`super::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedOp {
+    /// Device index (0 = source, 1..=T = targets).
+    pub device: usize,
+    /// First byte of the failed transfer.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// A write (else a read).
+    pub write: bool,
+}
+
 /// A chunk of a target that differs from the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Mismatch {
@@ -139,6 +153,7 @@ pub struct Pipeline {
     pool: BufPool,
     hashers: Hashers,
     targets: usize,
+    failed: Option<FailedOp>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -183,7 +198,13 @@ impl Pipeline {
             pool,
             hashers,
             targets,
+            failed: None,
         })
+    }
+
+    /// The transfer whose I/O error ended the last [`run`](Self::run), if one did.
+    pub fn last_failure(&self) -> Option<FailedOp> {
+        self.failed
     }
 
     /// The engine's name.
@@ -245,12 +266,18 @@ impl Pipeline {
             aborted_from: None,
             all_targets,
         };
-        events.phase(cfg.phase, Some(plan.bytes), crate::exec::event::Unit::Bytes);
+        run.p.failed = None;
+        let in_chunks = plan.bytes.saturating_sub(plan.tail.map_or(0, |t| t.len()));
+        events.phase(cfg.phase, Some(in_chunks), crate::exec::event::Unit::Bytes);
         let started = Instant::now();
         let result = run.main_loop(plan, events);
         let mut stats = std::mem::take(&mut run.stats);
         stats.elapsed = started.elapsed();
-        events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        // "done" only when it is: a pass that ends in an error says so in
+        // the error, not after a "copy: done" line (issue 11).
+        if result.is_ok() && run.error.is_none() {
+            events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        }
         result?;
         if let Some(e) = run.error.take() {
             let below = run.aborted_from.unwrap_or(plan.ranges.end());
@@ -399,7 +426,16 @@ impl Run<'_, '_> {
         match d.result {
             Err(e) => {
                 job.failed = true;
+                let failed = FailedOp {
+                    device: e.file,
+                    offset: job.offset,
+                    len: job.len as u64,
+                    write: e.write,
+                };
                 self.p.pool.put(d.buf);
+                if self.error.is_none() {
+                    self.p.failed = Some(failed);
+                }
                 let err = self.op_error(e);
                 self.fail(err);
             }
