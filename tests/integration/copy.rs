@@ -591,3 +591,65 @@ fn io_error_names_the_failing_sector_not_the_chunk() {
         );
     }
 }
+
+/// Issue 11: SIGTERM and SIGHUP ended a copy without a message. Each now
+/// stops it cleanly: exit 130, a message saying so and how far it got, the
+/// target's lock released; `--resume` then completes the copy.
+#[test]
+fn sigterm_and_sighup_end_a_copy_without_a_message() {
+    use nix::sys::signal::{Signal, kill};
+    let dir = scratch();
+    let src = dir.path().join("src.img");
+    sh(&format!(
+        "head -c {} /dev/urandom > {}",
+        16 * MIB,
+        src.display()
+    ));
+    for sig in [Signal::SIGTERM, Signal::SIGHUP] {
+        let dst = sparse_file(&dir.path().join(format!("dst-{sig}.img")), 16 * MIB);
+        let child = reroot()
+            .args([
+                "copy",
+                "--engine",
+                "sync",
+                "--queue-depth",
+                "1",
+                "--chunk-size",
+                "4K",
+            ])
+            .arg(&src)
+            .arg(&dst)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t0 = std::time::Instant::now();
+        while !ofd_locked(&dst) {
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(30),
+                "never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{sig}: {err}");
+        assert!(err.contains(&format!("interrupted by {sig}")), "{err}");
+        assert!(err.contains("bytes were done before"), "{err}");
+        assert!(!err.contains("copy: done"), "{err}");
+        assert!(!ofd_locked(&dst), "{sig}: the target is still locked");
+        let cmp = std::process::Command::new("cmp")
+            .arg(&src)
+            .arg(&dst)
+            .output()
+            .unwrap();
+        assert!(
+            !cmp.status.success(),
+            "{sig}: the copy had finished before the signal"
+        );
+        run_ok(reroot().arg("copy").arg("--resume").arg(&src).arg(&dst));
+        run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
+    }
+}

@@ -17,10 +17,12 @@ pub mod pipeline;
 pub mod tail;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::exec::event::EventSink;
+use crate::exec::interrupt::Interrupts;
 use crate::ext::{self, MapOptions};
 use crate::plan::copy::{CopyPlan, PlanInput, plan_copy};
 use crate::plan::target;
@@ -89,6 +91,9 @@ pub struct CopyOptions {
     pub max_gap: u64,
     /// Where /proc, /sys and /dev are, for the safety checks.
     pub root: SysRoot,
+    /// Signals that stop a pass cleanly (the CLI catches SIGINT, SIGTERM
+    /// and SIGHUP); `None`: they keep their default action.
+    pub interrupts: Option<Arc<Interrupts>>,
 }
 
 impl Default for CopyOptions {
@@ -106,6 +111,7 @@ impl Default for CopyOptions {
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
+            interrupts: None,
         }
     }
 }
@@ -448,7 +454,9 @@ fn build_pipeline(o: &Opened, opts: &CopyOptions) -> Result<Pipeline> {
     let mut files = vec![&o.source.file];
     files.extend(o.targets.iter().map(|d| &d.file));
     let io = io::engine(opts.engine, &files, opts.queue_depth, Some(pool.mem()))?;
-    Pipeline::new(io, pool, o.targets.len(), opts.hash_threads)
+    let mut pipe = Pipeline::new(io, pool, o.targets.len(), opts.hash_threads)?;
+    pipe.set_interrupts(opts.interrupts.clone());
+    Ok(pipe)
 }
 
 fn phase(name: &'static str, stats_bytes: u64, seconds: f64) -> PhaseReport {

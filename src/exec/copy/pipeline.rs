@@ -9,10 +9,12 @@
 //! and the source or the hash table, hash, record differing chunks).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exec::event::EventSink;
+use crate::exec::interrupt::Interrupts;
 use crate::plan::copy::CopyPlan;
 use crate::sys::buf::{Buf, BufPool};
 
@@ -154,6 +156,7 @@ pub struct Pipeline {
     hashers: Hashers,
     targets: usize,
     failed: Option<FailedOp>,
+    interrupts: Option<Arc<Interrupts>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -199,7 +202,15 @@ impl Pipeline {
             hashers,
             targets,
             failed: None,
+            interrupts: None,
         })
+    }
+
+    /// Poll these for SIGINT/SIGTERM/SIGHUP during every pass: one that
+    /// comes stops the pass like an I/O error (in-flight transfers finish,
+    /// the error says how far it got), as [`ErrorKind::Interrupted`].
+    pub fn set_interrupts(&mut self, interrupts: Option<Arc<Interrupts>>) {
+        self.interrupts = interrupts;
     }
 
     /// The transfer whose I/O error ended the last [`run`](Self::run), if one did.
@@ -319,6 +330,11 @@ impl Run<'_, '_> {
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
                 events.progress(self.stats.bytes_done);
+                if let Some(why) = self.p.interrupts.as_ref().and_then(|i| i.poll()) {
+                    self.fail(Error::new(ErrorKind::Interrupted(format!(
+                        "{why}: stopped after the transfers in flight"
+                    ))));
+                }
             }
             // Finished hashes first: they may free buffers or start writes.
             let mut progressed = false;
