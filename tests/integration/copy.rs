@@ -478,6 +478,14 @@ fn odd_sized_source_loses_its_tail() {
         assert_eq!(r["bytes_planned"], size, "{r:#}");
         // One 1 MiB chunk for the aligned part (if any), one for the tail.
         assert_eq!(r["chunks"], u64::from(size >= 4096) + 1, "{r:#}");
+        assert_eq!(r["bytes_verified"], size, "{r:#}");
+        let phases: Vec<&str> = r["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(phases.contains(&"readback"), "{phases:?}");
         assert_eq!(r["mismatch_count"], 0, "{r:#}");
         // verify compares the tail too: a flipped last byte is a difference.
         run_ok(reroot().arg("verify").arg(&src).arg(&dst));

@@ -659,6 +659,8 @@ pub fn copy(
             .map_err(|e| e.stage(Stage::Copy))?;
         bytes_read += read;
         bytes_verified += read.saturating_sub(check.mismatch_bytes - before);
+    }
+    if opts.verify == VerifyMode::Readback && (plan.chunks > 0 || plan.tail.is_some()) {
         phases.push(phase(
             "readback",
             check.bytes_done,
