@@ -62,7 +62,10 @@ fn finding_lines(out: &mut String, f: &Finding) {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     let _ = writeln!(out, "  [{cat}] {}", f.summary);
-    let _ = writeln!(out, "      -> {}", f.advice);
+    // No arrow to nothing: a finding without advice is one line.
+    if !f.advice.trim().is_empty() {
+        let _ = writeln!(out, "      -> {}", f.advice);
+    }
 }
 
 /// The human form of a report.
@@ -218,6 +221,16 @@ mod tests {
         assert!(text.contains("Not ready: 1 blockers"), "{text}");
         let ok = render(&sample_report());
         assert!(ok.contains("Ready: nothing blocks"), "{ok}");
+    }
+
+    /// Issue 11: a finding without advice printed an arrow to nothing.
+    #[test]
+    fn finding_without_advice_has_no_arrow() {
+        use reroot::plan::preflight::Category;
+        let mut out = String::new();
+        let f = Finding::new(Severity::Info, Category::BootConfig, "some fact", "");
+        finding_lines(&mut out, &f);
+        assert_eq!(out, "  [boot-config] some fact\n");
     }
 
     fn sample_report() -> Report {

@@ -128,7 +128,10 @@ impl EngineArgs {
 once and written to every target). For an ext2/3/4 source only the blocks the filesystem uses \
 are copied; anything else is copied in full. The source must be unmounted or mounted read-only.\n\n\
 By default every written range is then read back from each target with O_DIRECT and compared \
-with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default)."
+with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default).\n\n\
+SIGINT (Ctrl-C), SIGTERM and SIGHUP stop a copy cleanly: the transfers in flight finish, the \
+targets are released, the message says how far the copy got, and reroot exits with code 130 \
+(interrupted); `reroot copy --resume` continues it."
 )]
 pub struct Args {
     /// The source device or image.
@@ -341,7 +344,11 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     if args.mkfs.is_some() {
         return super::transform::run_copy(&args, ctx);
     }
+    // Before any thread starts (reporter, hashers, --tune's probe), so every
+    // thread blocks them and the pipeline reads them: a clean stop, exit 130.
+    let interrupts = std::sync::Arc::new(reroot::exec::interrupt::Interrupts::catch());
     let mut opts = args.engine.options();
+    opts.interrupts = Some(interrupts);
     opts.verify = match args.verify {
         VerifyArg::None => VerifyMode::None,
         VerifyArg::Hash => VerifyMode::Hash,

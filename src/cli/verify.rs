@@ -14,7 +14,7 @@ use super::{CmdResult, Ctx};
     long_about = "Hash the used blocks of the source (every byte with --full, or when the \
 source is not ext2/3/4) and the same ranges of the target with xxh3, and compare. Writes \
 nothing. Exits 4 and names the differing byte ranges when they differ. Memory is bounded by \
-queue depth x chunk size."
+queue depth x chunk size. SIGINT, SIGTERM or SIGHUP stop it cleanly with exit code 130."
 )]
 pub struct Args {
     /// The source device or image.
@@ -51,7 +51,10 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     if args.files {
         return super::transform::run_verify(&args, ctx);
     }
-    let opts = args.engine.options();
+    // Before any thread starts, so every thread blocks them (exit 130).
+    let interrupts = std::sync::Arc::new(reroot::exec::interrupt::Interrupts::catch());
+    let mut opts = args.engine.options();
+    opts.interrupts = Some(interrupts);
     let reporter = ctx.reporter();
     let sink = reporter.sink();
     let result = copy::verify(&args.source, &args.target, &opts, &sink);

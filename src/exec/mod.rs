@@ -16,6 +16,7 @@ pub mod event;
 pub mod finish;
 pub mod grow;
 pub mod identity;
+pub mod interrupt;
 pub mod journal;
 pub mod migrate;
 pub mod pivot;

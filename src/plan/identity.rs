@@ -382,7 +382,10 @@ picks the root"
             Severity::Info,
             Outcome::Unknown,
             "/etc/fstab has no entry for /".to_owned(),
-            None,
+            Some(
+                "nothing to change in /etc/fstab: the root is found from the kernel command \
+line (root=) or by the initramfs, so check that it names the new device",
+            ),
         ));
     }
     if !f.new_uuid {
@@ -847,6 +850,16 @@ mod tests {
         assert_eq!(fs.len(), 2, "{msgs:?}");
         assert!(msgs[0].contains("no root="), "{msgs:?}");
         assert!(msgs[1].contains("no entry for /"), "{msgs:?}");
+        // Issue 11: `check --target` printed "... no entry for / ->" and nothing.
+        let advice = fs[1].advice.as_deref().unwrap_or_default();
+        assert!(
+            advice.contains("nothing to change in /etc/fstab"),
+            "{advice}"
+        );
+        assert!(
+            fs.iter()
+                .all(|f| f.advice.as_deref().is_some_and(|a| !a.is_empty()))
+        );
 
         facts.new_uuid = false;
         let fs = decide(&facts);

@@ -12,15 +12,18 @@
 
 pub mod hash;
 pub mod io;
+pub mod locate;
 pub mod pipeline;
 pub mod tail;
 pub mod zero;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result, Stage};
 use crate::exec::event::EventSink;
+use crate::exec::interrupt::Interrupts;
 use crate::ext::{self, MapOptions};
 use crate::plan::copy::{CopyPlan, PlanInput, plan_copy};
 use crate::plan::target;
@@ -89,6 +92,9 @@ pub struct CopyOptions {
     pub max_gap: u64,
     /// Where /proc, /sys and /dev are, for the safety checks.
     pub root: SysRoot,
+    /// Signals that stop a pass cleanly (the CLI catches SIGINT, SIGTERM
+    /// and SIGHUP); `None`: they keep their default action.
+    pub interrupts: Option<Arc<Interrupts>>,
 }
 
 impl Default for CopyOptions {
@@ -106,6 +112,7 @@ impl Default for CopyOptions {
             hash_threads: std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 4)),
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
+            interrupts: None,
         }
     }
 }
@@ -532,6 +539,13 @@ struct Opened {
     warnings: Vec<String>,
 }
 
+impl Opened {
+    /// Source, then targets: the pipeline's device numbering.
+    fn devices(&self) -> Vec<&Device> {
+        std::iter::once(&self.source).chain(&self.targets).collect()
+    }
+}
+
 fn open_all(
     source: &Path,
     targets: &[PathBuf],
@@ -565,7 +579,9 @@ fn build_pipeline(o: &Opened, opts: &CopyOptions) -> Result<Pipeline> {
     let mut files = vec![&o.source.file];
     files.extend(o.targets.iter().map(|d| &d.file));
     let io = io::engine(opts.engine, &files, opts.queue_depth, Some(pool.mem()))?;
-    Pipeline::new(io, pool, o.targets.len(), opts.hash_threads)
+    let mut pipe = Pipeline::new(io, pool, o.targets.len(), opts.hash_threads)?;
+    pipe.set_interrupts(opts.interrupts.clone());
+    Ok(pipe)
 }
 
 fn phase(name: &'static str, stats_bytes: u64, seconds: f64) -> PhaseReport {
@@ -779,7 +795,7 @@ pub fn copy(
     };
     let stats = pipe
         .run(&plan, pass, &cfg, &mut table, events)
-        .map_err(|e| e.stage(Stage::Copy))?;
+        .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Copy))?;
     phases.push(phase(name, stats.bytes_done, stats.elapsed.as_secs_f64()));
     let tail = copy_tail(&plan, &o, opts.delta).map_err(|e| e.stage(Stage::Copy))?;
 
@@ -808,7 +824,7 @@ pub fn copy(
                 &mut table,
                 events,
             )
-            .map_err(|e| e.stage(Stage::Copy))?;
+            .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Copy))?;
         bytes_read += check.bytes_read;
         bytes_verified = check.bytes_read.saturating_sub(check.mismatch_bytes);
     }
@@ -818,6 +834,8 @@ pub fn copy(
             .map_err(|e| e.stage(Stage::Copy))?;
         bytes_read += read;
         bytes_verified += read.saturating_sub(check.mismatch_bytes - before);
+    }
+    if opts.verify == VerifyMode::Readback && (plan.chunks > 0 || plan.tail.is_some()) {
         phases.push(phase(
             "readback",
             check.bytes_done,
@@ -981,7 +999,7 @@ pub fn verify(
             &mut table,
             events,
         )
-        .map_err(|e| e.stage(Stage::Verify))?;
+        .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Verify))?;
     let mut stats = stats;
     let mut tail_hash = None;
     if let Some(t) = plan.tail {

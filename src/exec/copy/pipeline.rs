@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exec::event::EventSink;
+use crate::exec::interrupt::Interrupts;
 use crate::plan::copy::CopyPlan;
 use crate::sys::buf::{Buf, BufPool};
 
@@ -49,6 +50,20 @@ impl Pass {
     fn reads_targets(self) -> bool {
         !matches!(self, Pass::Copy { .. })
     }
+}
+
+/// The transfer that ended a pass with an I/O error: enough to retry it
+/// in smaller pieces and name the failing sector ([`super::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedOp {
+    /// Device index (0 = source, 1..=T = targets).
+    pub device: usize,
+    /// First byte of the failed transfer.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// A write (else a read).
+    pub write: bool,
 }
 
 /// A chunk of a target that differs from the source.
@@ -155,6 +170,8 @@ pub struct Pipeline {
     hashers: Hashers,
     targets: usize,
     zero: Option<Arc<ZeroTargets>>,
+    failed: Option<FailedOp>,
+    interrupts: Option<Arc<Interrupts>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -200,6 +217,8 @@ impl Pipeline {
             hashers,
             targets,
             zero: None,
+            failed: None,
+            interrupts: None,
         })
     }
 
@@ -207,6 +226,18 @@ impl Pipeline {
     /// and delta passes), where `targets` can do it without moving data.
     pub fn set_zero_targets(&mut self, targets: Option<Arc<ZeroTargets>>) {
         self.zero = targets;
+    }
+
+    /// Poll these for SIGINT/SIGTERM/SIGHUP during every pass: one that
+    /// comes stops the pass like an I/O error (in-flight transfers finish,
+    /// the error says how far it got), as [`ErrorKind::Interrupted`].
+    pub fn set_interrupts(&mut self, interrupts: Option<Arc<Interrupts>>) {
+        self.interrupts = interrupts;
+    }
+
+    /// The transfer whose I/O error ended the last [`run`](Self::run), if one did.
+    pub fn last_failure(&self) -> Option<FailedOp> {
+        self.failed
     }
 
     /// The engine's name.
@@ -268,12 +299,18 @@ impl Pipeline {
             aborted_from: None,
             all_targets,
         };
-        events.phase(cfg.phase, Some(plan.bytes), crate::exec::event::Unit::Bytes);
+        run.p.failed = None;
+        let in_chunks = plan.bytes.saturating_sub(plan.tail.map_or(0, |t| t.len()));
+        events.phase(cfg.phase, Some(in_chunks), crate::exec::event::Unit::Bytes);
         let started = Instant::now();
         let result = run.main_loop(plan, events);
         let mut stats = std::mem::take(&mut run.stats);
         stats.elapsed = started.elapsed();
-        events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        // "done" only when it is: a pass that ends in an error says so in
+        // the error, not after a "copy: done" line (issue 11).
+        if result.is_ok() && run.error.is_none() {
+            events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        }
         result?;
         if let Some(e) = run.error.take() {
             let below = run.aborted_from.unwrap_or(plan.ranges.end());
@@ -315,6 +352,11 @@ impl Run<'_, '_> {
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
                 events.progress(self.stats.bytes_done);
+                if let Some(why) = self.p.interrupts.as_ref().and_then(|i| i.poll()) {
+                    self.fail(Error::new(ErrorKind::Interrupted(format!(
+                        "{why}: stopped after the transfers in flight"
+                    ))));
+                }
             }
             // Finished hashes first: they may free buffers or start writes.
             let mut progressed = false;
@@ -422,7 +464,16 @@ impl Run<'_, '_> {
         match d.result {
             Err(e) => {
                 job.failed = true;
+                let failed = FailedOp {
+                    device: e.file,
+                    offset: job.offset,
+                    len: job.len as u64,
+                    write: e.write,
+                };
                 self.p.pool.put(d.buf);
+                if self.error.is_none() {
+                    self.p.failed = Some(failed);
+                }
                 let err = self.op_error(e);
                 self.fail(err);
             }
