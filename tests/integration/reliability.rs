@@ -232,7 +232,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{Rng, e2fsck_clean, fill_tree, reroot, run_ok, tree_hash};
-use crate::faultdev::{Fault, FaultDev, cmp, ext4_image_with_file};
+use crate::faultdev::{Fault, FaultDev, ext4_image_with_file};
 
 /// `reroot --json ARGS...`: the exit code and the JSON document on stdout.
 fn reroot_json(args: &[&std::ffi::OsStr]) -> (i32, serde_json::Value) {
@@ -355,85 +355,216 @@ fn eio_at_the_start_middle_and_end_for_copy_verify_and_delta() {
     }
 }
 
-/// A copy killed with SIGKILL at a random moment, then `copy --resume`:
-/// the target is released at once (an O_EXCL open succeeds within the
-/// release grace), and after the resume it is identical (`reroot verify`,
-/// `e2fsck -fn`, the tree hash of both mounted read-only). `runs` kills.
-fn kill_9_then_resume(runs: u64, seed: u64) {
-    let dir = scratch();
-    let img = sparse_file(&dir.path().join("src.img"), 384 * MIB);
-    mkfs("ext4", &img, &["-b", "4096"]);
-    let want = {
-        let dev = LoopDev::attach(&img, &[]);
-        let m = Mounted::new(dev.path(), &dir.path().join("mnt"), None);
-        fill_tree(m.dir(), seed, 160 * MIB);
-        tree_hash(m.dir())
-    };
-    let src = LoopDev::attach(&img, &["--direct-io=on", "--read-only"]);
-    let tgt_img = dir.path().join("t.img");
-    let copy = |extra: &[&str]| {
+/// A source for the long cases: ext4 on 384 MiB with a 160 MiB tree,
+/// attached read-only with direct I/O, and how long a full copy takes.
+struct BigSource {
+    dev: LoopDev,
+    img: PathBuf,
+    want: String,
+    full: Duration,
+    dir: tempfile::TempDir,
+}
+
+impl BigSource {
+    fn new(seed: u64) -> Self {
+        let dir = scratch();
+        let img = sparse_file(&dir.path().join("src.img"), 384 * MIB);
+        mkfs("ext4", &img, &["-b", "4096"]);
+        let want = {
+            let dev = LoopDev::attach(&img, &[]);
+            let m = Mounted::new(dev.path(), &dir.path().join("mnt"), None);
+            fill_tree(m.dir(), seed, 160 * MIB);
+            tree_hash(m.dir())
+        };
+        assert!(e2fsck_clean(&img), "the source image is clean");
+        let dev = LoopDev::attach(&img, &["--direct-io=on", "--read-only"]);
+        let mut s = Self {
+            dev,
+            img,
+            want,
+            full: Duration::ZERO,
+            dir,
+        };
+        let t = s.target();
+        let t0 = Instant::now();
+        run_ok(s.copy().arg(t.path()).stdout(Stdio::null()));
+        s.full = t0.elapsed();
+        s
+    }
+
+    /// A fresh blank target of the same size.
+    fn target(&self) -> LoopDev {
+        let f = self.dir.path().join("t.img");
+        let _ = std::fs::remove_file(&f);
+        LoopDev::attach(&sparse_file(&f, 384 * MIB), &["--direct-io=on"])
+    }
+
+    /// `reroot copy --force SRC` (add the target).
+    fn copy(&self) -> Command {
         let mut c = reroot();
-        c.arg("copy").arg("--force").args(extra).arg(src.path());
+        c.arg("copy").arg("--force").arg(self.dev.path());
         c
-    };
-    // How long an uninterrupted copy takes: the kills land within it.
-    let t = LoopDev::attach(&sparse_file(&tgt_img, 384 * MIB), &["--direct-io=on"]);
-    let t0 = Instant::now();
-    run_ok(copy(&[]).arg(t.path()).stdout(Stdio::null()));
-    let full = t0.elapsed();
-    drop(t);
-    let mut rng = Rng::new(seed);
-    let (mut max_release, mut interrupted) = (Duration::ZERO, 0);
-    for run in 0..runs {
-        std::fs::remove_file(&tgt_img).unwrap();
-        let t = LoopDev::attach(&sparse_file(&tgt_img, 384 * MIB), &["--direct-io=on"]);
-        let mut child = copy(&[])
-            .arg(t.path())
+    }
+
+    /// Start a copy onto `t` and SIGKILL it after `at`; true when it was
+    /// killed (not already done).
+    fn kill_copy_after(&self, t: &Path, at: Duration) -> bool {
+        let mut child = self
+            .copy()
+            .arg(t)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let at = Duration::from_micros(rng.below(u64::try_from(full.as_micros()).unwrap().max(1)));
         std::thread::sleep(at);
         let _ = child.kill();
-        let status = child.wait().unwrap();
-        if status.code().is_none() {
+        child.wait().unwrap().code().is_none()
+    }
+
+    /// `t` is identical: `reroot verify`, `e2fsck -fn`, the tree hash.
+    fn assert_identical(&self, t: &Path, what: &str) {
+        let (code, doc) = reroot_json(args!("verify", self.dev.path(), t));
+        assert_eq!(code, 0, "{what}: verify: {doc:#}");
+        assert!(e2fsck_clean(t), "{what}: e2fsck -fn");
+        let m = Mounted::new(t, &self.dir.path().join("tmnt"), Some("ro"));
+        assert_eq!(tree_hash(m.dir()), self.want, "{what}: tree hash");
+    }
+}
+
+/// Wait until `dev` can be opened O_EXCL (not claimed); panics after 10 s.
+/// Returns how long it took.
+fn wait_unclaimed(dev: &Path, what: &str) -> Duration {
+    let t0 = Instant::now();
+    loop {
+        match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_EXCL)
+            .open(dev)
+        {
+            Ok(_) => return t0.elapsed(),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                assert!(
+                    t0.elapsed() < Duration::from_secs(10),
+                    "{what}: {} still claimed 10 s after the kill",
+                    dev.display()
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
+/// A copy killed with SIGKILL at a random moment, then `copy --resume`:
+/// the target is released at once (an O_EXCL open succeeds), and after the
+/// resume it is identical (`reroot verify`, `e2fsck -fn`, the tree hash).
+fn kill_9_then_resume(runs: u64, seed: u64) {
+    let src = BigSource::new(seed);
+    let mut rng = Rng::new(seed);
+    let (mut max_release, mut interrupted) = (Duration::ZERO, 0);
+    let full_us = u64::try_from(src.full.as_micros()).unwrap().max(1);
+    for run in 0..runs {
+        let t = src.target();
+        let at = Duration::from_micros(rng.below(full_us));
+        if src.kill_copy_after(t.path(), at) {
             interrupted += 1;
         }
-        // Never left claimed: an exclusive open succeeds (within the grace
-        // io_uring's workers need to put the registered files).
-        let killed = Instant::now();
-        loop {
-            match OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_EXCL)
-                .open(t.path())
-            {
-                Ok(_) => break,
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    assert!(
-                        killed.elapsed() < Duration::from_secs(10),
-                        "run {run}: {} still claimed 10 s after the kill",
-                        t.path().display()
-                    );
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("run {run}: {e}"),
-            }
-        }
-        max_release = max_release.max(killed.elapsed());
-        let (code, doc) = reroot_json(args!("copy", "--resume", src.path(), t.path()));
+        max_release = max_release.max(wait_unclaimed(t.path(), &format!("run {run}")));
+        let (code, doc) = reroot_json(args!("copy", "--resume", src.dev.path(), t.path()));
         assert_eq!(code, 0, "run {run} (killed at {at:?}): {doc:#}");
-        let (code, doc) = reroot_json(args!("verify", src.path(), t.path()));
-        assert_eq!(code, 0, "run {run}: verify: {doc:#}");
-        assert!(e2fsck_clean(t.path()), "run {run}: e2fsck -fn");
-        let m = Mounted::new(t.path(), &dir.path().join("tmnt"), Some("ro"));
-        assert_eq!(tree_hash(m.dir()), want, "run {run}: tree hash");
+        src.assert_identical(t.path(), &format!("run {run} (killed at {at:?})"));
     }
     eprintln!(
-        "MATRIX | kill -9 of copy, then --resume | {runs} | identical {runs}/{runs}, \
-         {interrupted} killed mid-copy, target free after <= {max_release:?} (copy takes {full:?})"
+        "MATRIX | kill -9 of copy at a random moment, then --resume | {runs} | identical \
+         {runs}/{runs} ({interrupted} killed mid-copy); target free {max_release:?} after the \
+         kill at most; a full copy takes {:?}",
+        src.full
     );
+}
+
+/// A power cut on the target: a copy killed halfway (nothing flushed yet:
+/// copy flushes at the end), then some of its writes lost: random 1 MiB
+/// chunks of the target, and always the first (superblock), zeroed. `reroot
+/// verify` finds the differences, and `copy --resume` (a delta pass, which
+/// trusts nothing it does not read back) repairs them all.
+fn power_cut_then_resume(runs: u64, seed: u64) {
+    let src = BigSource::new(seed);
+    let mut rng = Rng::new(seed ^ 0xc07);
+    let used = used_ranges(&src.img);
+    let mut lost_total = 0u64;
+    for run in 0..runs {
+        let mut at = src.full / 4
+            + Duration::from_micros(
+                rng.below(u64::try_from((src.full / 2).as_micros()).unwrap().max(1)),
+            );
+        // Copies get faster once the source is cached: cut earlier until
+        // the cut lands before the copy's end (and its flush).
+        let mut t = src.target();
+        while !src.kill_copy_after(t.path(), at) {
+            assert!(at > Duration::from_millis(1), "run {run}: never cut");
+            at /= 2;
+            drop(t);
+            t = src.target();
+        }
+        wait_unclaimed(t.path(), &format!("run {run}"));
+        // Lose writes: zero chunk 0 and about a third of the used chunks.
+        let f = OpenOptions::new().write(true).open(t.path()).unwrap();
+        let zero = vec![0u8; usize::try_from(MIB).unwrap()];
+        let mut lost = 0u64;
+        for &(start, len) in &used {
+            let (first, last) = (start / MIB, (start + len - 1) / MIB);
+            for c in first..=last {
+                if c == 0 || rng.below(3) == 0 {
+                    std::os::unix::fs::FileExt::write_all_at(&f, &zero, c * MIB).unwrap();
+                    lost += 1;
+                }
+            }
+        }
+        f.sync_all().unwrap();
+        drop(f);
+        lost_total += lost;
+        let (code, doc) = reroot_json(args!("verify", src.dev.path(), t.path()));
+        assert_ne!(
+            code, 0,
+            "run {run}: verify called a cut copy equal: {doc:#}"
+        );
+        assert!(
+            doc["mismatch_count"].as_u64().unwrap_or(0) > 0,
+            "run {run}: {doc:#}"
+        );
+        let (code, doc) = reroot_json(args!("copy", "--resume", src.dev.path(), t.path()));
+        assert_eq!(code, 0, "run {run}: {doc:#}");
+        assert!(
+            doc["bytes_written"].as_u64().unwrap() >= MIB,
+            "run {run}: the resume rewrote nothing: {doc:#}"
+        );
+        src.assert_identical(t.path(), &format!("run {run} (cut at {at:?})"));
+    }
+    eprintln!(
+        "MATRIX | power cut on the target (copy killed halfway, random chunks' writes lost), \
+         then --resume | {runs} | found different by verify {runs}/{runs}, repaired and \
+         identical {runs}/{runs} ({lost_total} chunks lost in all)"
+    );
+}
+
+#[test]
+fn a_power_cut_on_the_target_is_found_and_repaired() {
+    require_root!();
+    power_cut_then_resume(1, 0xc0de);
+}
+
+#[test]
+#[ignore = "long: tools/fault-matrix.sh runs it"]
+fn matrix_power_cut_10_times() {
+    require_root!();
+    power_cut_then_resume(runs_from_env(10), 0xbad);
+}
+
+fn runs_from_env(default: u64) -> u64 {
+    std::env::var("REROOT_MATRIX_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -447,9 +578,119 @@ fn kill_9_of_copy_then_resume_is_identical() {
 #[ignore = "long: tools/fault-matrix.sh runs it"]
 fn matrix_kill_9_of_copy_20_times() {
     require_root!();
-    let runs = std::env::var("REROOT_MATRIX_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    kill_9_then_resume(runs, 0xfa017);
+    kill_9_then_resume(runs_from_env(20), 0xfa017);
+}
+
+/// ENOSPC: an image-file target on a filesystem too small for the copy
+/// (a sparse 64 MiB file on a 16 MiB tmpfs). The copy fails with exit 5,
+/// naming the file, an offset and the cause, and leaves nothing mounted.
+#[test]
+fn enospc_on_a_file_target_that_cannot_grow() {
+    require_root!();
+    require_tool!("debugfs");
+    let dir = scratch();
+    let (img, _) = ext4_image_with_file(dir.path());
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    run_ok(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "reroot-enospc"])
+            .arg(&small),
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(small.clone());
+    let t = sparse_file(&small.join("t.img"), 64 * MIB);
+    for engine in ["uring", "sync"] {
+        let (code, doc) = reroot_json(args!("copy", "--force", "--engine", engine, &img, &t));
+        assert_eq!(code, 5, "{engine}: {doc:#}");
+        let e = &doc["error"];
+        assert_eq!(e["device"], t.display().to_string(), "{engine}: {doc:#}");
+        assert!(e["offset"].as_u64().is_some(), "{engine}: {doc:#}");
+        assert!(
+            e["message"].to_string().contains("No space left on device"),
+            "{engine}: {doc:#}"
+        );
+        eprintln!(
+            "MATRIX | ENOSPC on a file target ({engine}) | 1 | exit 5 at {}: {}",
+            e["offset"], e["message"]
+        );
+    }
+}
+
+/// The target disappears in the middle: the FUSE export under the target's
+/// loop device is killed (SIGKILL to qemu-storage-daemon) once 4 MiB of the
+/// copy reached its image. The copy ends with exit 5 naming the target and
+/// an offset, and does not hang. (A loop device cannot vanish under an
+/// open: `losetup -d` of a busy one only marks it to detach on last close.)
+#[test]
+fn a_target_that_disappears_in_the_middle() {
+    if !crate::faultdev::available() {
+        return;
+    }
+    require_tool!("debugfs");
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let dir = scratch();
+    let (img, _) = ext4_image_with_file(dir.path());
+    for engine in ["uring", "sync"] {
+        let t = FaultDev::blank(64 * MIB, &[]);
+        let pid = Pid::from_raw(i32::try_from(t.daemon_pid()).unwrap());
+        let qcow_len = || std::fs::metadata(t.image()).map_or(0, |m| m.len());
+        let empty = qcow_len();
+        let child = reroot()
+            .args(["--json", "copy", "--force", "--engine", engine])
+            .arg(&img)
+            .arg(t.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once data reaches the image (4 MiB of it), the export dies.
+        let t0 = Instant::now();
+        while qcow_len() < empty + 4 * MIB {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "{engine}: no data arrives"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        kill(pid, Signal::SIGKILL).unwrap();
+        let t0 = Instant::now();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("{engine}: the copy hangs after its target vanished"))
+            .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{engine}: {e}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        assert_eq!(out.status.code(), Some(5), "{engine}: {doc:#}");
+        assert_eq!(
+            doc["error"]["device"],
+            t.path().display().to_string(),
+            "{engine}: {doc:#}"
+        );
+        assert!(
+            doc["error"]["offset"].as_u64().is_some(),
+            "{engine}: {doc:#}"
+        );
+        eprintln!(
+            "MATRIX | target gone mid-copy (FUSE export killed, {engine}) | 1 | exit 5 after {:?}, at {}: {}",
+            t0.elapsed(),
+            doc["error"]["offset"],
+            doc["error"]["message"]
+        );
+    }
 }
