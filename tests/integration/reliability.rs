@@ -694,3 +694,217 @@ fn a_target_that_disappears_in_the_middle() {
         );
     }
 }
+
+// ---------------------------------------------------------------------
+// migrate in the sandbox under faults.
+// ---------------------------------------------------------------------
+
+/// The scenario of one migrate fault: start the migration (detached for a
+/// kill, attached in a process group of its own for a hang-up), wait until
+/// `$MATRIX_STAGE` runs, then kill -9 the worker and `--resume`, or send
+/// SIGHUP to the attached client's process group and follow the worker to
+/// its end. With `$MATRIX_MODE` = crash, the hidden `--inject-crash` ends
+/// the worker at the end of the stage's work instead (for stages too short
+/// to be seen running).
+const MIGRATE_FAULT_SCENARIO: &str = r#"
+sec before; facts
+T=${FAULT_TARGET:-$REROOT_DEMO_NEW}
+sec start
+case "$MATRIX_MODE" in
+kill) reroot migrate "$REROOT_DEMO_OLD" "$T" --detach --yes --json >/dev/null 2>/run/demo/start.err ;;
+crash) reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json --inject-crash "$MATRIX_STAGE" \
+        >/dev/null 2>/run/demo/start.err ;;
+hup) setsid reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json >/run/demo/client.json 2>/run/demo/client.err &
+     client=$! ;;
+eio) reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json >/run/demo/final.json 2>/run/demo/final.err
+     echo "rc $?" ;;
+esac
+echo "started $?"
+hit=no; i=0
+if [ "$MATRIX_MODE" = kill ] || [ "$MATRIX_MODE" = hup ]; then
+    while [ $i -lt 20000 ]; do
+        reroot status -n 0 >/run/demo/st.txt 2>/dev/null
+        if grep -qE "^  $MATRIX_STAGE +running" /run/demo/st.txt; then hit=yes; break; fi
+        if grep -qE "^reroot migrate .*: (done|FAILED|cancelled|interrupted)" /run/demo/st.txt; then break; fi
+        i=$((i + 1))
+    done
+fi
+echo "hit $hit after $i polls"
+case "$MATRIX_MODE" in
+kill) pid=$(cat /run/reroot/migrate.pid 2>/dev/null); kill -9 "$pid"; echo "killed $pid"
+      j=0; while kill -0 "$pid" 2>/dev/null && [ $j -lt 100 ]; do usleep 50000; j=$((j + 1)); done ;;
+hup) kill -HUP -- "-$client"; echo "hup -$client" ;;
+esac
+sec finish
+case "$MATRIX_MODE" in
+kill|crash) reroot migrate --resume --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?" ;;
+hup) reroot status --follow --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?"
+     sec client_err; tail -3 /run/demo/client.err ;;
+esac
+sec final; cat /run/demo/final.json
+sec final_err; tail -20 /run/demo/final.err
+sec after; facts
+sec end
+done_rc 0
+"#;
+
+/// What one migrate fault came to.
+struct MigrateFault {
+    /// `yes` when the fault landed while the stage was running.
+    hit: bool,
+    /// The final report.
+    report: serde_json::Value,
+    /// The attached command's (or the resume's) exit code.
+    rc: i32,
+    /// Where `/` is afterwards: `"new"`, `"old"` or the devno.
+    root: String,
+    /// `/` writable, data tree unchanged, every unit active.
+    healthy: bool,
+}
+
+fn migrate_fault(mode: &str, stage: &str, fault_target: Option<&FaultDev>) -> MigrateFault {
+    use reroot::exec::demo::Facts;
+    let rig = sandbox::rig(MIGRATE_FAULT_SCENARIO);
+    let mut env = vec![
+        ("MATRIX_MODE", mode.to_owned()),
+        ("MATRIX_STAGE", stage.to_owned()),
+    ];
+    let mut devices = Vec::new();
+    if let Some(t) = fault_target {
+        env.push(("FAULT_TARGET", t.path().display().to_string()));
+        devices.push(t.path().to_path_buf());
+    }
+    let run = rig
+        .boot_with_devices(
+            &devices,
+            &env,
+            Duration::from_secs(400),
+            &mut |_| {},
+            &mut || None,
+        )
+        .expect("booting the sandbox");
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let hit = sandbox::section(&run, "start").contains("hit yes");
+    let rc_section = if mode == "eio" { "start" } else { "finish" };
+    let rc = sandbox::rc(&run, rc_section);
+    let report = sandbox::json(&run, "final");
+    let before = Facts::parse(sandbox::section(&run, "before"));
+    let after = Facts::parse(sandbox::section(&run, "after"));
+    let root = match after.root_dev() {
+        Some(d) if d == rig.new.devno() => "new".to_owned(),
+        Some(d) if d == rig.old.devno() => "old".to_owned(),
+        d => format!("{d:?}"),
+    };
+    let healthy =
+        after.root_writable && after.tree == before.tree && after.units.iter().all(|(_, a)| *a);
+    if !healthy || std::env::var_os("REROOT_TEST_SHOW").is_some() {
+        eprintln!(
+            "{mode} {stage}: {}\n--- final_err ---\n{}",
+            run.stdout,
+            run.section("final_err").unwrap_or_default()
+        );
+    }
+    let cleanup = rig.cleanup();
+    assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
+    MigrateFault {
+        hit,
+        report,
+        rc,
+        root,
+        healthy,
+    }
+}
+
+/// Completed (on the new root) or rolled back (on the old one), healthy
+/// either way; returns a row for the table.
+fn assert_completed_or_rolled_back(what: &str, f: &MigrateFault) -> String {
+    let outcome = f.report["outcome"].as_str().unwrap_or("none").to_owned();
+    let ok = match outcome.as_str() {
+        "done" => f.rc == 0 && f.root == "new",
+        "rolled-back" => f.root == "old" && f.report["system_restored"] == true,
+        _ => false,
+    };
+    let row = format!(
+        "{what} | {} | {outcome}, exit {}, / on the {} device, healthy: {}",
+        if f.hit {
+            "mid-stage"
+        } else {
+            "end of stage (--inject-crash)"
+        },
+        f.rc,
+        f.root,
+        f.healthy
+    );
+    assert!(ok && f.healthy, "{row}: {:#}", f.report);
+    row
+}
+
+/// A target that fails a write in the middle of the used data: the
+/// migration fails in the pre-copy with exit 5 naming the target and the
+/// offset, and rolls back (the system as it was).
+#[test]
+fn migrate_with_eio_on_the_target_rolls_back() {
+    require_root!();
+    if sandbox::skip() || !crate::faultdev::available() {
+        return;
+    }
+    let bad = MIB * 40;
+    let t = FaultDev::blank(320 * MIB, &[Fault::Write(bad / 512)]);
+    let f = migrate_fault("eio", "precopy", Some(&t));
+    let r = &f.report;
+    assert_eq!(f.rc, 5, "{r:#}");
+    assert_eq!(r["outcome"], "rolled-back", "{r:#}");
+    assert_eq!(r["failed"]["stage"], "precopy", "{r:#}");
+    let e = &r["failed"]["error"];
+    assert!(
+        e.to_string().contains(&t.path().display().to_string()),
+        "the error names the target: {e:#}"
+    );
+    assert!(
+        e.to_string().contains(&format!("{bad}")),
+        "the error names the offset: {e:#}"
+    );
+    assert_eq!(f.root, "old");
+    assert!(f.healthy);
+}
+
+const STAGES: [&str; 10] = [
+    "check", "precopy", "quiesce", "copy", "verify", "grow", "identity", "pivot", "restart",
+    "finish",
+];
+
+/// kill -9 of the migrate worker in every stage, then `--resume`: the
+/// migration completes or rolls back, every time.
+#[test]
+#[ignore = "long: tools/fault-matrix.sh runs it"]
+fn matrix_migrate_kill_9_in_every_stage() {
+    require_root!();
+    if sandbox::skip() {
+        return;
+    }
+    for st in STAGES {
+        let mut f = migrate_fault("kill", st, None);
+        if !f.hit {
+            f = migrate_fault("crash", st, None);
+        }
+        let row = assert_completed_or_rolled_back(&format!("kill -9 of the worker in {st}"), &f);
+        eprintln!("MATRIX | {row}");
+    }
+}
+
+/// SIGHUP to the attached client's process group in every stage: the
+/// worker goes on to the end.
+#[test]
+#[ignore = "long: tools/fault-matrix.sh runs it"]
+fn matrix_sighup_in_every_stage() {
+    require_root!();
+    if sandbox::skip() {
+        return;
+    }
+    for st in STAGES {
+        let f = migrate_fault("hup", st, None);
+        let row = assert_completed_or_rolled_back(&format!("SIGHUP to the client in {st}"), &f);
+        assert_eq!(f.report["outcome"], "done", "{row}");
+        eprintln!("MATRIX | {row}");
+    }
+}
