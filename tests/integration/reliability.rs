@@ -720,6 +720,7 @@ fn a_target_that_disappears_in_the_middle() {
 const MIGRATE_FAULT_SCENARIO: &str = r#"
 sec before; facts
 T=${FAULT_TARGET:-$REROOT_DEMO_NEW}
+J=/run/reroot/migrate.journal
 sec start
 case "$MATRIX_MODE" in
 kill) reroot migrate "$REROOT_DEMO_OLD" "$T" --detach --yes --json >/dev/null 2>/run/demo/start.err ;;
@@ -733,25 +734,32 @@ esac
 echo "started $?"
 hit=no; i=0
 if [ "$MATRIX_MODE" = kill ] || [ "$MATRIX_MODE" = hup ]; then
-    while [ $i -lt 20000 ]; do
-        reroot status -n 0 >/run/demo/st.txt 2>/dev/null
-        if grep -qE "^  $MATRIX_STAGE +running" /run/demo/st.txt; then hit=yes; break; fi
-        if grep -qE "^reroot migrate .*: (done|FAILED|cancelled|interrupted)" /run/demo/st.txt; then break; fi
+    # The journal's stage-start record: the stage runs from here.
+    while [ $i -lt 100000 ]; do
+        if grep -q "\"type\":\"stage-start\",\"stage\":\"$MATRIX_STAGE\"" $J 2>/dev/null; then
+            hit=yes; break
+        fi
+        if grep -q '"type":"finished"' $J 2>/dev/null; then break; fi
         i=$((i + 1))
     done
+    if [ $hit = yes ]; then
+        case "$MATRIX_MODE" in
+        kill) pid=$(cat /run/reroot/migrate.pid 2>/dev/null); kill -9 "$pid"; echo "killed $pid"
+              j=0; while kill -0 "$pid" 2>/dev/null && [ $j -lt 100 ]; do usleep 50000; j=$((j + 1)); done ;;
+        hup) kill -HUP -- "-$client"; echo "hup -$client" ;;
+        esac
+        # Landed after the stage had ended?
+        if grep -qE "\"type\":\"stage-(done|failed)\",\"stage\":\"$MATRIX_STAGE\"" $J; then hit=late; fi
+    fi
 fi
 echo "hit $hit after $i polls"
-case "$MATRIX_MODE" in
-kill) pid=$(cat /run/reroot/migrate.pid 2>/dev/null); kill -9 "$pid"; echo "killed $pid"
-      j=0; while kill -0 "$pid" 2>/dev/null && [ $j -lt 100 ]; do usleep 50000; j=$((j + 1)); done ;;
-hup) kill -HUP -- "-$client"; echo "hup -$client" ;;
-esac
 sec finish
-case "$MATRIX_MODE" in
-kill|crash) reroot migrate --resume --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?" ;;
-hup) reroot status --follow --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?"
-     sec client_err; tail -3 /run/demo/client.err ;;
-esac
+if [ "$MATRIX_MODE" = crash ] || { [ "$MATRIX_MODE" = kill ] && [ $hit != no ]; }; then
+    reroot migrate --resume --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?"
+elif [ "$MATRIX_MODE" != eio ]; then
+    reroot status --follow --json >/run/demo/final.json 2>/run/demo/final.err; echo "rc $?"
+fi
+sec client_err; tail -3 /run/demo/client.err 2>/dev/null
 sec final; cat /run/demo/final.json
 sec final_err; tail -20 /run/demo/final.err
 sec after; facts
@@ -763,8 +771,10 @@ done_rc 0
 struct MigrateFault {
     /// The fault-injecting target and its failing byte, if any.
     target: Option<(String, u64)>,
-    /// `yes` when the fault landed while the stage was running.
+    /// The fault landed while the stage was running.
     hit: bool,
+    /// It landed just after the stage ended (the stage was too short).
+    late: bool,
     /// The final report.
     report: serde_json::Value,
     /// The attached command's (or the resume's) exit code.
@@ -803,6 +813,7 @@ fn migrate_fault(mode: &str, stage: &str, make_target: Option<MakeTarget>) -> Mi
         .expect("booting the sandbox");
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
     let hit = sandbox::section(&run, "start").contains("hit yes");
+    let late = sandbox::section(&run, "start").contains("hit late");
     let rc_section = if mode == "eio" { "start" } else { "finish" };
     let rc = sandbox::rc(&run, rc_section);
     let report = sandbox::json(&run, "final");
@@ -827,6 +838,7 @@ fn migrate_fault(mode: &str, stage: &str, make_target: Option<MakeTarget>) -> Mi
     MigrateFault {
         target: target.map(|(t, bad)| (t.path().display().to_string(), bad)),
         hit,
+        late,
         report,
         rc,
         root,
@@ -847,6 +859,8 @@ fn assert_completed_or_rolled_back(what: &str, f: &MigrateFault) -> String {
         "{what} ({}) | 1 | {outcome}, exit {}, / on the {} device, healthy: {}",
         if f.hit {
             "mid-stage"
+        } else if f.late {
+            "just after the stage ended"
         } else {
             "at the stage's end, --inject-crash"
         },
@@ -930,7 +944,7 @@ fn matrix_migrate_kill_9_in_every_stage() {
     }
     for st in STAGES {
         let mut f = migrate_fault("kill", st, None);
-        if !f.hit {
+        if !f.hit && !f.late {
             f = migrate_fault("crash", st, None);
         }
         let row = assert_completed_or_rolled_back(&format!("kill -9 of the worker in {st}"), &f);
