@@ -14,7 +14,7 @@
 # qemu-img), e2fsprogs, btrfs-progs, busybox (the sandbox), util-linux.
 # Every device is a loop device over a sparse file under /var/tmp; every
 # migration runs in the sandbox's own namespaces (see tests/integration/migrate.rs).
-# Takes about 15 minutes.
+# Takes about 15 minutes. Do not rebuild target/debug while it runs.
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -42,15 +42,17 @@ cases=(
   reliability::matrix_sighup_in_every_stage
 )
 
-cargo test --test integration --no-run >>"$log" 2>&1 || { echo "fault-matrix: build failed (see $log)" >&2; exit 1; }
+# Build once, then run the test binary itself (the tests call target/debug/reroot).
+bin=$(cargo test --test integration --no-run --message-format=json 2>>"$log" \
+  | sed -n 's/.*"executable":"\([^"]*\/integration-[^"]*\)".*/\1/p' | tail -1)
+[[ -x $bin ]] || { echo "fault-matrix: build failed (see $log)" >&2; exit 1; }
 
 failed=0
 status_rows=()
 for c in "${cases[@]}"; do
   echo "== $c" | tee -a "$log"
   t0=$(date +%s)
-  if REROOT_TEST_STRICT=1 cargo test -q --test integration "$c" -- --exact --include-ignored --nocapture \
-      >>"$log" 2>&1; then
+  if REROOT_TEST_STRICT=1 "$bin" "$c" --exact --include-ignored --nocapture >>"$log" 2>&1; then
     st=passed
   else
     st=FAILED; failed=$((failed + 1))
