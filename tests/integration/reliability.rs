@@ -723,12 +723,12 @@ T=${FAULT_TARGET:-$REROOT_DEMO_NEW}
 J=/run/reroot/migrate.journal
 sec start
 case "$MATRIX_MODE" in
-kill) reroot migrate "$REROOT_DEMO_OLD" "$T" --detach --yes --json >/dev/null 2>/run/demo/start.err ;;
-crash) reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json --inject-crash "$MATRIX_STAGE" \
+kill) reroot migrate "$REROOT_DEMO_OLD" "$T" --grow --new-uuid --detach --yes --json >/dev/null 2>/run/demo/start.err ;;
+crash) reroot migrate "$REROOT_DEMO_OLD" "$T" --grow --new-uuid --yes --json --inject-crash "$MATRIX_STAGE" \
         >/dev/null 2>/run/demo/start.err ;;
-hup) setsid reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json >/run/demo/client.json 2>/run/demo/client.err &
+hup) setsid reroot migrate "$REROOT_DEMO_OLD" "$T" --grow --new-uuid --yes --json >/run/demo/client.json 2>/run/demo/client.err &
      client=$! ;;
-eio) reroot migrate "$REROOT_DEMO_OLD" "$T" --yes --json >/run/demo/final.json 2>/run/demo/final.err
+eio) reroot migrate "$REROOT_DEMO_OLD" "$T" --grow --new-uuid --yes --json >/run/demo/final.json 2>/run/demo/final.err
      echo "rc $?" ;;
 esac
 echo "started $?"
@@ -847,8 +847,8 @@ fn migrate_fault(mode: &str, stage: &str, make_target: Option<MakeTarget>) -> Mi
 }
 
 /// Completed (on the new root) or rolled back (on the old one), healthy
-/// either way; returns a row for the table.
-fn assert_completed_or_rolled_back(what: &str, f: &MigrateFault) -> String {
+/// either way: the row for the table, or Err with it and the report.
+fn completed_or_rolled_back(what: &str, f: &MigrateFault) -> Result<String, String> {
     let outcome = f.report["outcome"].as_str().unwrap_or("none").to_owned();
     let ok = match outcome.as_str() {
         "done" => f.rc == 0 && f.root == "new",
@@ -868,8 +868,26 @@ fn assert_completed_or_rolled_back(what: &str, f: &MigrateFault) -> String {
         f.root,
         f.healthy
     );
-    assert!(ok && f.healthy, "{row}: {:#}", f.report);
-    row
+    if ok && f.healthy {
+        Ok(row)
+    } else {
+        Err(format!("{row} FAILED: {:#}", f.report))
+    }
+}
+
+/// Print every row (failures too, for the table), then fail if any did.
+fn all_rows(rows: Vec<Result<String, String>>) {
+    let mut failed = Vec::new();
+    for r in rows {
+        match r {
+            Ok(row) => eprintln!("MATRIX | {row}"),
+            Err(e) => {
+                eprintln!("MATRIX | {}", e.lines().next().unwrap_or_default());
+                failed.push(e);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }
 
 /// A target that fails a write at `pick` of the used data: the migration
@@ -891,9 +909,14 @@ fn migrate_eio(pick: usize) -> String {
         e.to_string().contains(&dev),
         "the error names the target: {e:#}"
     );
-    let off = e["offset"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no offset: {e:#}"));
+    // The journal keeps the error as kind, message and hint: the offset is
+    // in the message, "(at byte offset N)".
+    let off: u64 = e["message"]
+        .as_str()
+        .and_then(|m| m.split("(at byte offset ").nth(1))
+        .and_then(|t| t.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no offset in the message: {e:#}"));
     assert!(
         off <= bad && bad < off + MIB,
         "offset {off} vs {bad}: {e:#}"
@@ -942,14 +965,17 @@ fn matrix_migrate_kill_9_in_every_stage() {
     if sandbox::skip() {
         return;
     }
-    for st in STAGES {
-        let mut f = migrate_fault("kill", st, None);
-        if !f.hit && !f.late {
-            f = migrate_fault("crash", st, None);
-        }
-        let row = assert_completed_or_rolled_back(&format!("kill -9 of the worker in {st}"), &f);
-        eprintln!("MATRIX | {row}");
-    }
+    let rows = STAGES
+        .iter()
+        .map(|st| {
+            let mut f = migrate_fault("kill", st, None);
+            if !f.hit && !f.late {
+                f = migrate_fault("crash", st, None);
+            }
+            completed_or_rolled_back(&format!("kill -9 of the worker in {st}"), &f)
+        })
+        .collect();
+    all_rows(rows);
 }
 
 /// SIGHUP to the attached client's process group in every stage: the
@@ -961,10 +987,16 @@ fn matrix_sighup_in_every_stage() {
     if sandbox::skip() {
         return;
     }
-    for st in STAGES {
-        let f = migrate_fault("hup", st, None);
-        let row = assert_completed_or_rolled_back(&format!("SIGHUP to the client in {st}"), &f);
-        assert_eq!(f.report["outcome"], "done", "{row}");
-        eprintln!("MATRIX | {row}");
-    }
+    let rows = STAGES
+        .iter()
+        .map(|st| {
+            let f = migrate_fault("hup", st, None);
+            let what = format!("SIGHUP to the client in {st}");
+            match completed_or_rolled_back(&what, &f) {
+                Ok(row) if f.report["outcome"] != "done" => Err(format!("{row} FAILED: not done")),
+                r => r,
+            }
+        })
+        .collect();
+    all_rows(rows);
 }
