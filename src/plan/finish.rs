@@ -254,22 +254,21 @@ fn is_login_scope(cgroup: &str) -> bool {
 
 /// Does `p` belong to the login session of `me` (whose ancestors are
 /// `ancestors`)? Yes when it is `me` or one of its ancestors (the shell, the
-/// sshd session process), shares its logind session scope, or shares its
-/// audit login session. Process-group or `setsid` sessions are not enough:
-/// a daemon started by hand from the shell shares neither scope nor ancestry
-/// with a later login, but does share the audit session, which is right: it
-/// ends (or must be stopped) with that login.
+/// sshd session process), or shares its logind session scope
+/// (`session-N.scope`: what logind ends when the user logs out). Only when
+/// `me` is in no session scope (no logind) does the audit login session
+/// (`/proc/PID/sessionid`) stand in for it. The process session (`setsid`)
+/// proves nothing.
 pub fn in_own_session(me: &SessionMark, ancestors: &[u32], p: &SessionMark) -> bool {
     if p.pid == me.pid || ancestors.contains(&p.pid) {
         return true;
     }
-    let audit = me.audit_session.filter(|s| *s != u32::MAX);
-    if audit.is_some() && p.audit_session == audit {
-        return true;
-    }
     match (&me.cgroup, &p.cgroup) {
-        (Some(a), Some(b)) => is_login_scope(a) && a == b,
-        _ => false,
+        (Some(a), Some(b)) if is_login_scope(a) => a == b,
+        _ => {
+            let audit = me.audit_session.filter(|s| *s != u32::MAX);
+            audit.is_some() && p.audit_session == audit
+        }
     }
 }
 
@@ -616,7 +615,7 @@ mod tests {
             (
                 mark(870, Some("/system.slice/x.service"), Some(3)),
                 "tail".to_owned(),
-            ), // same login
+            ), // same audit login, but a service now: not this session's
             (
                 mark(
                     880,
@@ -636,11 +635,19 @@ mod tests {
         ];
         let w = split_holders(&me, &[850, 800], &holders);
         let pids = |v: &[(u32, String)]| v.iter().map(|(p, _)| *p).collect::<Vec<_>>();
-        assert_eq!(pids(&w.own), [850, 840, 870]);
-        assert_eq!(pids(&w.others), [880, 890]);
+        assert_eq!(pids(&w.own), [850, 840]);
+        assert_eq!(pids(&w.others), [870, 880, 890]);
         assert!(!w.only_own_session());
-        let w = split_holders(&me, &[850], &holders[..3]);
+        let w = split_holders(&me, &[850], &holders[..2]);
         assert!(w.only_own_session());
+        // Without logind (no session scope), the audit session stands in.
+        let bare = SessionMark {
+            pid: 900,
+            cgroup: Some("/".into()),
+            audit_session: Some(3),
+        };
+        let w = split_holders(&bare, &[], &holders);
+        assert_eq!(pids(&w.own), [840, 870]);
         // Nothing holds it: not "only own session" (nothing to wait for).
         assert!(!split_holders(&me, &[], &[]).only_own_session());
         // No audit session (u32::MAX) and a non-session cgroup prove nothing.
