@@ -19,6 +19,7 @@ use crate::sys::buf::{Buf, BufPool};
 
 use super::hash::Hashers;
 use super::io::{BlockIo, Done, OpError};
+use super::trace::{Ev, Trace};
 use super::zero::{self, ZeroError, ZeroTargets};
 
 /// What one pass does with each chunk.
@@ -125,6 +126,19 @@ struct Job {
 
 const WHICH_WRITE: u64 = 0xff;
 
+/// A `'static` phase name for the timeline (pass names are borrowed).
+fn trace_name(phase: &str) -> &'static str {
+    match phase {
+        "copy" => "copy",
+        "delta" => "delta",
+        "readback" => "readback",
+        "verify" => "verify",
+        "zero-check" => "zero-check",
+        "itable-compare" => "itable-compare",
+        _ => "pass",
+    }
+}
+
 /// What [`Run::try_zero`] did.
 enum Zeroed {
     /// Not zeros, or no cheap zeroing: write.
@@ -155,6 +169,7 @@ pub struct Pipeline {
     hashers: Hashers,
     targets: usize,
     zero: Option<Arc<ZeroTargets>>,
+    trace: Option<Trace>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -200,7 +215,23 @@ impl Pipeline {
             hashers,
             targets,
             zero: None,
+            trace: None,
         })
+    }
+
+    /// Record a timeline of the passes (see [`Trace`]).
+    pub fn set_trace(&mut self, trace: Option<Trace>) {
+        self.trace = trace;
+    }
+
+    /// The timeline, for phases recorded around the passes.
+    pub fn trace_mut(&mut self) -> Option<&mut Trace> {
+        self.trace.as_mut()
+    }
+
+    /// Take the timeline back.
+    pub fn take_trace(&mut self) -> Option<Trace> {
+        self.trace.take()
     }
 
     /// Zero all-zero chunks on the targets instead of writing them (copy
@@ -270,7 +301,14 @@ impl Pipeline {
         };
         events.phase(cfg.phase, Some(plan.bytes), crate::exec::event::Unit::Bytes);
         let started = Instant::now();
+        let name = trace_name(cfg.phase);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, true);
+        }
         let result = run.main_loop(plan, events);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, false);
+        }
         let mut stats = std::mem::take(&mut run.stats);
         stats.elapsed = started.elapsed();
         events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
@@ -327,7 +365,12 @@ impl Run<'_, '_> {
             }
             if self.p.io.in_flight() > 0 {
                 let hashing = self.p.hashers.outstanding() > 0;
+                let t = self.p.trace.is_some().then(Instant::now);
                 self.p.io.reap(!hashing, &mut done)?;
+                if let (Some(tr), Some(t)) = (self.p.trace.as_mut(), t) {
+                    let wait = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    tr.rec(Ev::Reap, 0, done.len() as u64, 0, wait);
+                }
                 if done.is_empty() && hashing {
                     if let Some(h) = self.p.hashers.recv(Some(Duration::from_micros(200))) {
                         self.on_hash(h.tag, h.buf, h.hash);
@@ -397,7 +440,10 @@ impl Run<'_, '_> {
                 break;
             };
             match self.p.io.read(dev, buf, offset, len, tag(j, dev as u64)) {
-                Ok(()) => self.jobs[j].waiting += 1,
+                Ok(()) => {
+                    self.jobs[j].waiting += 1;
+                    self.trace(j, Ev::ReadSubmit, dev as u64);
+                }
                 Err((buf, e)) => {
                     self.p.pool.put(buf);
                     let path = self.cfg.paths.get(dev).cloned().unwrap_or_default();
@@ -419,6 +465,14 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            let ev = if which == WHICH_WRITE {
+                Ev::WriteDone
+            } else {
+                Ev::ReadDone
+            };
+            t.rec(ev, job.chunk, which, job.offset, job.len as u64);
+        }
         match d.result {
             Err(e) => {
                 job.failed = true;
@@ -437,7 +491,12 @@ impl Run<'_, '_> {
                 if self.pass.reads_targets() && !job.failed {
                     // Hash as soon as each read lands.
                     match self.p.hashers.send(d.tag, d.buf) {
-                        Ok(()) => job.waiting += 1,
+                        Ok(()) => {
+                            job.waiting += 1;
+                            if let Some(t) = self.p.trace.as_mut() {
+                                t.rec(Ev::HashSubmit, job.chunk, which, job.offset, job.len as u64);
+                            }
+                        }
                         Err(buf) => {
                             job.failed = true;
                             self.p.pool.put(buf);
@@ -464,6 +523,9 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            t.rec(Ev::HashDone, job.chunk, which, job.offset, job.len as u64);
+        }
         let idx = usize::try_from(which).unwrap_or(0).min(job.bufs.len() - 1);
         job.hashes[idx] = hash;
         job.bufs[idx] = Some(buf);
@@ -502,6 +564,7 @@ impl Run<'_, '_> {
                     Ok(()) => {
                         job.stage = Stage::Hash;
                         job.waiting = 1;
+                        self.trace(j, Ev::HashSubmit, 0);
                     }
                     Err(buf) => {
                         job.bufs[0] = Some(buf);
@@ -605,6 +668,7 @@ impl Run<'_, '_> {
         match z.zero(mask, offset, len) {
             Ok(()) => {
                 self.stats.bytes_zeroed += len * u64::from(mask.count_ones());
+                self.trace(j, Ev::Zeroed, mask);
                 Zeroed::Yes
             }
             Err(ZeroError::Unsupported) => Zeroed::No,
@@ -630,7 +694,10 @@ impl Run<'_, '_> {
         job.write_mask = mask;
         let offset = job.offset;
         match self.p.io.write(mask, buf, offset, tag(j, WHICH_WRITE)) {
-            Ok(()) => self.jobs[j].waiting = 1,
+            Ok(()) => {
+                self.jobs[j].waiting = 1;
+                self.trace(j, Ev::WriteSubmit, mask);
+            }
             Err((buf, e)) => {
                 self.jobs[j].bufs[0] = Some(buf);
                 self.fail(e);
@@ -639,7 +706,14 @@ impl Run<'_, '_> {
         }
     }
 
+    fn trace(&mut self, j: usize, ev: Ev, dev: u64) {
+        if let (Some(t), Some(job)) = (self.p.trace.as_mut(), self.jobs.get(j)) {
+            t.rec(ev, job.chunk, dev, job.offset, job.len as u64);
+        }
+    }
+
     fn finish(&mut self, j: usize, ok: bool) {
+        self.trace(j, Ev::Done, u64::from(ok));
         let job = &mut self.jobs[j];
         for b in job.bufs.iter_mut() {
             if let Some(b) = b.take() {
