@@ -583,7 +583,7 @@ fn zero_targets(
     }
     let files: Vec<(&std::fs::File, bool)> =
         o.targets.iter().map(|d| (&d.file, d.is_block)).collect();
-    zero::ZeroTargets::new(&files)
+    zero::ZeroTargets::new(&files, usize::try_from(align_of(o)).unwrap_or(4096))
         .map(|z| Some(std::sync::Arc::new(z)))
         .map_err(|e| Error::io("duplicating a target descriptor", e).stage(Stage::Copy))
 }

@@ -170,6 +170,8 @@ pub struct Pipeline {
     targets: usize,
     zero: Option<Arc<ZeroTargets>>,
     trace: Option<Trace>,
+    /// Scratch for [`zero::sparse_runs`] (at most MAX_RUNS entries).
+    runs: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -216,6 +218,7 @@ impl Pipeline {
             targets,
             zero: None,
             trace: None,
+            runs: Vec::with_capacity(zero::MAX_RUNS),
         })
     }
 
@@ -658,16 +661,29 @@ impl Run<'_, '_> {
         };
         let job = &mut self.jobs[j];
         let (offset, len) = (job.offset, job.len as u64);
-        let zeros = len >= zero::MIN_ZERO_BYTES
-            && job.bufs[0]
-                .as_ref()
-                .is_some_and(|b| b.as_slice().get(..job.len).is_some_and(zero::is_zero));
-        if !zeros {
+        if len < zero::MIN_ZERO_BYTES {
             return Zeroed::No;
         }
-        match z.zero(mask, offset, len) {
+        let Some(data) = job.bufs[0]
+            .as_ref()
+            .and_then(|b| b.as_slice().get(..job.len))
+        else {
+            return Zeroed::No;
+        };
+        let runs = &mut self.p.runs;
+        let Some(nonzero) = zero::sparse_runs(data, z.block(), runs) else {
+            return Zeroed::No;
+        };
+        let result = if nonzero == 0 {
+            z.zero(mask, offset, len)
+        } else {
+            z.write_sparse(mask, offset, data, runs)
+        };
+        match result {
             Ok(()) => {
-                self.stats.bytes_zeroed += len * u64::from(mask.count_ones());
+                let n = u64::from(mask.count_ones());
+                self.stats.bytes_zeroed += (len - nonzero) * n;
+                self.stats.bytes_written += nonzero * n;
                 self.trace(j, Ev::Zeroed, mask);
                 Zeroed::Yes
             }
