@@ -102,6 +102,18 @@ the I/O thread. 0 hashes on the I/O thread itself (no hand-off; can be faster wh
 is busy). Default: one per core, at most 4."
     )]
     pub hash_threads: Option<usize>,
+    /// Write a timeline of the run (JSON lines) to FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        long_help = "Write a timeline to FILE, one JSON object per line with `t_us` \
+(microseconds since the start): `phase_start`/`phase_end` (setup, map, zero, plan, copy, flush, \
+readback, ...), per chunk `read_submit`, `read_done`, `write_submit`, `write_done`, `zeroed`, \
+`hash_submit`, `hash_done`, `done` (with chunk, dev, off, len), and `reap` (completions and \
+microseconds the I/O thread waited). For finding where time goes beyond the disks' limits; \
+costs a few bytes of memory per event. tools/trace-summary.py sums it up."
+    )]
+    pub trace: Option<PathBuf>,
 }
 
 impl EngineArgs {
@@ -115,6 +127,7 @@ impl EngineArgs {
             },
             queue_depth: self.queue_depth,
             chunk_size: self.chunk_size,
+            trace: self.trace.clone(),
             ..CopyOptions::default()
         }
         .with_hash_threads(self.hash_threads)
@@ -507,6 +520,16 @@ mod tests {
                 .options()
                 .hash_threads,
             3
+        );
+    }
+
+    #[test]
+    fn trace_flag() {
+        assert_eq!(parse(&["s", "t"]).engine.trace, None);
+        let a = parse(&["s", "t", "--trace", "/tmp/t.jsonl"]);
+        assert_eq!(
+            a.engine.options().trace,
+            Some(PathBuf::from("/tmp/t.jsonl"))
         );
     }
 

@@ -15,6 +15,7 @@ pub mod io;
 pub mod locate;
 pub mod pipeline;
 pub mod tail;
+pub mod trace;
 pub mod zero;
 
 use std::path::{Path, PathBuf};
@@ -95,6 +96,8 @@ pub struct CopyOptions {
     /// Signals that stop a pass cleanly (the CLI catches SIGINT, SIGTERM
     /// and SIGHUP); `None`: they keep their default action.
     pub interrupts: Option<Arc<Interrupts>>,
+    /// Write a timeline of the run here (see [`trace`]).
+    pub trace: Option<PathBuf>,
 }
 
 impl Default for CopyOptions {
@@ -113,6 +116,7 @@ impl Default for CopyOptions {
             max_gap: DEFAULT_MAX_GAP,
             root: SysRoot::live(),
             interrupts: None,
+            trace: None,
         }
     }
 }
@@ -671,7 +675,7 @@ fn zero_targets(
     }
     let files: Vec<(&std::fs::File, bool)> =
         o.targets.iter().map(|d| (&d.file, d.is_block)).collect();
-    zero::ZeroTargets::new(&files)
+    zero::ZeroTargets::new(&files, usize::try_from(align_of(o)).unwrap_or(4096))
         .map(|z| Some(std::sync::Arc::new(z)))
         .map_err(|e| Error::io("duplicating a target descriptor", e).stage(Stage::Copy))
 }
@@ -744,6 +748,13 @@ pub fn copy(
     let mut warnings = o.warnings.clone();
 
     let tm = Instant::now();
+    let mut tl = opts.trace.as_ref().map(|_| {
+        let mut t = trace::Trace::new(t0, 1 << 16);
+        t.phase("setup", true);
+        t.phase("setup", false);
+        t.phase("map", true);
+        t
+    });
     let (classes, map) = source_classes(source, o.source.size, opts.full, opts.live)?;
     if let Some(r) = &map.reason {
         if !opts.full {
@@ -756,6 +767,10 @@ pub fn copy(
     // aligned edge), where every target zeroes without moving data.
     let paths = paths(&o);
     let zt = zero_targets(&o, &tgt_facts, opts)?;
+    if let Some(t) = tl.as_mut() {
+        t.phase("map", false);
+        t.phase("zero", true);
+    }
     let tz = Instant::now();
     let all_targets = ((1u64 << (o.targets.len() + 1)) - 1) & !1;
     let outcome = zero::zero_classes(zt.as_deref(), &classes, align_of(&o), all_targets).map_err(
@@ -773,8 +788,17 @@ pub fn copy(
             tz.elapsed().as_secs_f64(),
         ));
     }
+    if let Some(t) = tl.as_mut() {
+        t.phase("zero", false);
+        t.phase("plan", true);
+    }
     let plan = plan_for(&o, &outcome.data, opts).map_err(|e| e.stage(Stage::Copy))?;
     let mut pipe = build_pipeline(&o, opts)?;
+    if let Some(mut t) = tl.take() {
+        t.phase("plan", false);
+        t.reserve(plan.chunks.saturating_mul(8));
+        pipe.set_trace(Some(t));
+    }
     pipe.set_zero_targets(zt.clone().filter(|z| z.usable()));
     let mut table = vec![0u64; usize::try_from(plan.chunks).unwrap_or(usize::MAX)];
 
@@ -800,12 +824,18 @@ pub fn copy(
     let tail = copy_tail(&plan, &o, opts.delta).map_err(|e| e.stage(Stage::Copy))?;
 
     let tf = Instant::now();
+    if let Some(t) = pipe.trace_mut() {
+        t.phase("flush", true);
+    }
     events.phase("flush", None, crate::exec::event::Unit::Items);
     for t in &o.targets {
         t.flush().map_err(|e| e.stage(Stage::Copy))?;
     }
     events.phase_end("flush", o.targets.len() as u64, tf.elapsed());
     phases.push(phase("flush", 0, tf.elapsed().as_secs_f64()));
+    if let Some(t) = pipe.trace_mut() {
+        t.phase("flush", false);
+    }
 
     let mut bytes_read = stats.bytes_read;
     let mut bytes_verified = 0;
@@ -884,11 +914,13 @@ pub fn copy(
     // files are put from io_uring's own workers, which can finish after our
     // last close; until then the O_EXCL claim holds and the next stage's
     // exclusive open (a delta pass, e2fsck, a mount) would fail with EBUSY.
+    let tl = pipe.take_trace();
     drop(pipe);
     drop(o);
     for t in targets {
         crate::exec::claim::wait_released(t);
     }
+    write_trace(tl, opts)?;
     let seconds = t0.elapsed().as_secs_f64();
     let report = Report {
         command: "copy",
@@ -985,6 +1017,11 @@ pub fn verify(
     })?;
     let paths = paths(&o);
     let mut pipe = build_pipeline(&o, opts)?;
+    if opts.trace.is_some() {
+        let mut t = trace::Trace::new(t0, 1 << 16);
+        t.reserve(plan.chunks.saturating_mul(8));
+        pipe.set_trace(Some(t));
+    }
     let mut table = vec![0u64; usize::try_from(plan.chunks).unwrap_or(usize::MAX)];
     let cfg = PassConfig {
         paths: &paths,
@@ -1031,6 +1068,7 @@ pub fn verify(
         ..zero::ClassOutcome::default()
     };
     let mut class_report = class_reports(&classes, &map, &outcome, 0);
+    write_trace(pipe.take_trace(), opts)?;
     if let Some(c) = class_report.get_mut(1) {
         // Unaligned slivers were compared with the data.
         c.copied = c.bytes.saturating_sub(tails.zeros);
@@ -1073,6 +1111,15 @@ pub fn verify(
         mismatch_count: stats.mismatch_count,
         warnings,
     })
+}
+
+/// Write the timeline to `--trace FILE`, when asked for.
+fn write_trace(t: Option<trace::Trace>, opts: &CopyOptions) -> Result<()> {
+    if let (Some(t), Some(path)) = (t, opts.trace.as_ref()) {
+        t.write(path)
+            .map_err(|e| Error::io("writing the trace", e).device(path))?;
+    }
+    Ok(())
 }
 
 /// What [`verify_tails`] found.

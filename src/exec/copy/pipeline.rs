@@ -20,6 +20,7 @@ use crate::sys::buf::{Buf, BufPool};
 
 use super::hash::Hashers;
 use super::io::{BlockIo, Done, OpError};
+use super::trace::{Ev, Trace};
 use super::zero::{self, ZeroError, ZeroTargets};
 
 /// What one pass does with each chunk.
@@ -140,6 +141,19 @@ struct Job {
 
 const WHICH_WRITE: u64 = 0xff;
 
+/// A `'static` phase name for the timeline (pass names are borrowed).
+fn trace_name(phase: &str) -> &'static str {
+    match phase {
+        "copy" => "copy",
+        "delta" => "delta",
+        "readback" => "readback",
+        "verify" => "verify",
+        "zero-check" => "zero-check",
+        "itable-compare" => "itable-compare",
+        _ => "pass",
+    }
+}
+
 /// What [`Run::try_zero`] did.
 enum Zeroed {
     /// Not zeros, or no cheap zeroing: write.
@@ -172,6 +186,9 @@ pub struct Pipeline {
     zero: Option<Arc<ZeroTargets>>,
     failed: Option<FailedOp>,
     interrupts: Option<Arc<Interrupts>>,
+    trace: Option<Trace>,
+    /// Scratch for [`zero::sparse_runs`] (at most MAX_RUNS entries).
+    runs: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -219,7 +236,24 @@ impl Pipeline {
             zero: None,
             failed: None,
             interrupts: None,
+            trace: None,
+            runs: Vec::with_capacity(zero::MAX_RUNS),
         })
+    }
+
+    /// Record a timeline of the passes (see [`Trace`]).
+    pub fn set_trace(&mut self, trace: Option<Trace>) {
+        self.trace = trace;
+    }
+
+    /// The timeline, for phases recorded around the passes.
+    pub fn trace_mut(&mut self) -> Option<&mut Trace> {
+        self.trace.as_mut()
+    }
+
+    /// Take the timeline back.
+    pub fn take_trace(&mut self) -> Option<Trace> {
+        self.trace.take()
     }
 
     /// Zero all-zero chunks on the targets instead of writing them (copy
@@ -303,7 +337,14 @@ impl Pipeline {
         let in_chunks = plan.bytes.saturating_sub(plan.tail.map_or(0, |t| t.len()));
         events.phase(cfg.phase, Some(in_chunks), crate::exec::event::Unit::Bytes);
         let started = Instant::now();
+        let name = trace_name(cfg.phase);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, true);
+        }
         let result = run.main_loop(plan, events);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, false);
+        }
         let mut stats = std::mem::take(&mut run.stats);
         stats.elapsed = started.elapsed();
         // "done" only when it is: a pass that ends in an error says so in
@@ -369,7 +410,12 @@ impl Run<'_, '_> {
             }
             if self.p.io.in_flight() > 0 {
                 let hashing = self.p.hashers.outstanding() > 0;
+                let t = self.p.trace.is_some().then(Instant::now);
                 self.p.io.reap(!hashing, &mut done)?;
+                if let (Some(tr), Some(t)) = (self.p.trace.as_mut(), t) {
+                    let wait = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    tr.rec(Ev::Reap, 0, done.len() as u64, 0, wait);
+                }
                 if done.is_empty() && hashing {
                     if let Some(h) = self.p.hashers.recv(Some(Duration::from_micros(200))) {
                         self.on_hash(h.tag, h.buf, h.hash);
@@ -439,7 +485,10 @@ impl Run<'_, '_> {
                 break;
             };
             match self.p.io.read(dev, buf, offset, len, tag(j, dev as u64)) {
-                Ok(()) => self.jobs[j].waiting += 1,
+                Ok(()) => {
+                    self.jobs[j].waiting += 1;
+                    self.trace(j, Ev::ReadSubmit, dev as u64);
+                }
                 Err((buf, e)) => {
                     self.p.pool.put(buf);
                     let path = self.cfg.paths.get(dev).cloned().unwrap_or_default();
@@ -461,6 +510,14 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            let ev = if which == WHICH_WRITE {
+                Ev::WriteDone
+            } else {
+                Ev::ReadDone
+            };
+            t.rec(ev, job.chunk, which, job.offset, job.len as u64);
+        }
         match d.result {
             Err(e) => {
                 job.failed = true;
@@ -488,7 +545,12 @@ impl Run<'_, '_> {
                 if self.pass.reads_targets() && !job.failed {
                     // Hash as soon as each read lands.
                     match self.p.hashers.send(d.tag, d.buf) {
-                        Ok(()) => job.waiting += 1,
+                        Ok(()) => {
+                            job.waiting += 1;
+                            if let Some(t) = self.p.trace.as_mut() {
+                                t.rec(Ev::HashSubmit, job.chunk, which, job.offset, job.len as u64);
+                            }
+                        }
                         Err(buf) => {
                             job.failed = true;
                             self.p.pool.put(buf);
@@ -515,6 +577,9 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            t.rec(Ev::HashDone, job.chunk, which, job.offset, job.len as u64);
+        }
         let idx = usize::try_from(which).unwrap_or(0).min(job.bufs.len() - 1);
         job.hashes[idx] = hash;
         job.bufs[idx] = Some(buf);
@@ -553,6 +618,7 @@ impl Run<'_, '_> {
                     Ok(()) => {
                         job.stage = Stage::Hash;
                         job.waiting = 1;
+                        self.trace(j, Ev::HashSubmit, 0);
                     }
                     Err(buf) => {
                         job.bufs[0] = Some(buf);
@@ -646,16 +712,30 @@ impl Run<'_, '_> {
         };
         let job = &mut self.jobs[j];
         let (offset, len) = (job.offset, job.len as u64);
-        let zeros = len >= zero::MIN_ZERO_BYTES
-            && job.bufs[0]
-                .as_ref()
-                .is_some_and(|b| b.as_slice().get(..job.len).is_some_and(zero::is_zero));
-        if !zeros {
+        if len < zero::MIN_ZERO_BYTES {
             return Zeroed::No;
         }
-        match z.zero(mask, offset, len) {
+        let Some(data) = job.bufs[0]
+            .as_ref()
+            .and_then(|b| b.as_slice().get(..job.len))
+        else {
+            return Zeroed::No;
+        };
+        let runs = &mut self.p.runs;
+        let Some(nonzero) = zero::sparse_runs(data, z.block(), runs) else {
+            return Zeroed::No;
+        };
+        let result = if nonzero == 0 {
+            z.zero(mask, offset, len)
+        } else {
+            z.write_sparse(mask, offset, data, runs)
+        };
+        match result {
             Ok(()) => {
-                self.stats.bytes_zeroed += len * u64::from(mask.count_ones());
+                let n = u64::from(mask.count_ones());
+                self.stats.bytes_zeroed += (len - nonzero) * n;
+                self.stats.bytes_written += nonzero * n;
+                self.trace(j, Ev::Zeroed, mask);
                 Zeroed::Yes
             }
             Err(ZeroError::Unsupported) => Zeroed::No,
@@ -681,7 +761,10 @@ impl Run<'_, '_> {
         job.write_mask = mask;
         let offset = job.offset;
         match self.p.io.write(mask, buf, offset, tag(j, WHICH_WRITE)) {
-            Ok(()) => self.jobs[j].waiting = 1,
+            Ok(()) => {
+                self.jobs[j].waiting = 1;
+                self.trace(j, Ev::WriteSubmit, mask);
+            }
             Err((buf, e)) => {
                 self.jobs[j].bufs[0] = Some(buf);
                 self.fail(e);
@@ -690,7 +773,14 @@ impl Run<'_, '_> {
         }
     }
 
+    fn trace(&mut self, j: usize, ev: Ev, dev: u64) {
+        if let (Some(t), Some(job)) = (self.p.trace.as_mut(), self.jobs.get(j)) {
+            t.rec(ev, job.chunk, dev, job.offset, job.len as u64);
+        }
+    }
+
     fn finish(&mut self, j: usize, ok: bool) {
+        self.trace(j, Ev::Done, u64::from(ok));
         let job = &mut self.jobs[j];
         for b in job.bufs.iter_mut() {
             if let Some(b) = b.take() {

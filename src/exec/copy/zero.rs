@@ -34,6 +34,39 @@ use crate::units::{Extent, ExtentList};
 /// Below this, a write costs about what a zeroing call does: not worth it.
 pub const MIN_ZERO_BYTES: u64 = 64 << 10;
 
+/// At most this many non-zero runs make a chunk worth a sparse write
+/// (each run is one synchronous write on the I/O thread).
+pub const MAX_RUNS: usize = 8;
+
+/// The non-zero runs of whole `block`s in `data`, when there are at most
+/// [`MAX_RUNS`] and they cover at most a quarter of it; `None` otherwise
+/// (write the chunk whole). Fills `runs` (cleared first).
+pub fn sparse_runs(data: &[u8], block: usize, runs: &mut Vec<(usize, usize)>) -> Option<u64> {
+    runs.clear();
+    if block == 0 || data.len() % block != 0 {
+        return None;
+    }
+    let mut nonzero = 0usize;
+    for (i, b) in data.chunks_exact(block).enumerate() {
+        if is_zero(b) {
+            continue;
+        }
+        nonzero += block;
+        if nonzero > data.len() / 4 {
+            return None;
+        }
+        let start = i * block;
+        if let Some(last) = runs.last_mut().filter(|l| l.0 + l.1 == start) {
+            last.1 += block;
+        } else if runs.len() == MAX_RUNS {
+            return None;
+        } else {
+            runs.push((start, block));
+        }
+    }
+    Some(nonzero as u64)
+}
+
 /// The targets' handles for zeroing, shared with the pipeline.
 #[derive(Debug)]
 pub struct ZeroTargets {
@@ -41,6 +74,8 @@ pub struct ZeroTargets {
     files: Vec<(File, bool)>,
     /// Set after the first refusal: from then on everything is written.
     refused: AtomicBool,
+    /// Granularity of sparse writes (a multiple of every logical block size).
+    block: usize,
 }
 
 /// Can this target zero without moving data? Block devices: sysfs says so.
@@ -54,8 +89,9 @@ pub fn cheap(facts: &DeviceFacts, is_block: bool, root: &SysRoot) -> bool {
 }
 
 impl ZeroTargets {
-    /// Handles for zeroing `targets` (`(file, is_block)`), each duplicated.
-    pub fn new(targets: &[(&File, bool)]) -> io::Result<Self> {
+    /// Handles for zeroing `targets` (`(file, is_block)`), each duplicated;
+    /// `block`: the largest logical block size (sparse writes use at least 4 KiB).
+    pub fn new(targets: &[(&File, bool)], block: usize) -> io::Result<Self> {
         let files = targets
             .iter()
             .map(|(f, b)| Ok((f.try_clone()?, *b)))
@@ -63,7 +99,45 @@ impl ZeroTargets {
         Ok(Self {
             files,
             refused: AtomicBool::new(false),
+            block: block.max(4096),
         })
+    }
+
+    /// The granularity of [`Self::write_sparse`].
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// Write `data` (at `offset`, at most [`MAX_RUNS`] non-zero runs of
+    /// whole blocks listed in `runs` as (start, len) inside `data`) to the
+    /// targets in `mask` as one write-zeroes of the whole range followed by
+    /// a write of each run: metadata areas (backup descriptors, reserved
+    /// GDT blocks) are mostly zeros inside chunks that are not.
+    pub fn write_sparse(
+        &self,
+        mask: u64,
+        offset: u64,
+        data: &[u8],
+        runs: &[(usize, usize)],
+    ) -> Result<(), ZeroError> {
+        use std::os::unix::fs::FileExt;
+        self.zero(mask, offset, data.len() as u64)?;
+        for (i, (f, _)) in self.files.iter().enumerate() {
+            if mask & (1u64 << (i + 1)) == 0 {
+                continue;
+            }
+            for &(start, len) in runs {
+                let piece = data
+                    .get(start..start.saturating_add(len))
+                    .unwrap_or_default();
+                f.write_all_at(piece, offset.saturating_add(start as u64))
+                    .map_err(|error| ZeroError::Io {
+                        device: i + 1,
+                        error,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// False once a target has refused: write instead.
@@ -233,6 +307,45 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     #[test]
+    fn sparse_runs_of_mostly_zero_chunks() {
+        let mut runs = Vec::new();
+        let mut v = vec![0u8; 64 << 10];
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), Some(0));
+        assert!(runs.is_empty());
+        v[5] = 1;
+        v[4096 + 7] = 1;
+        v[40960] = 1;
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), Some(3 * 4096));
+        assert_eq!(runs, vec![(0, 8192), (40960, 4096)]);
+        // More than a quarter non-zero: write it whole.
+        v.iter_mut().take(20 << 10).for_each(|b| *b = 9);
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), None);
+        // Too many runs.
+        let mut w = vec![0u8; 1 << 20];
+        for i in 0..10 {
+            w[i * 65536] = 1;
+        }
+        assert_eq!(sparse_runs(&w, 4096, &mut runs), None);
+    }
+
+    #[test]
+    fn sparse_write_zeroes_the_gaps() {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(&vec![0xAB; 64 << 10], 0).unwrap();
+        let z = ZeroTargets::new(&[(&f, false)], 4096).unwrap();
+        let mut data = vec![0u8; 64 << 10];
+        data[4096..8192].fill(7);
+        match z.write_sparse(0b10, 0, &data, &[(4096, 4096)]) {
+            Ok(()) => {}
+            Err(ZeroError::Unsupported) => return eprintln!("SKIP: no fallocate zeroing here"),
+            Err(ZeroError::Io { error, .. }) => panic!("{error}"),
+        }
+        let mut got = vec![1u8; 64 << 10];
+        f.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, data);
+    }
+
+    #[test]
     fn is_zero_finds_any_byte() {
         let mut v = vec![0u8; 4099];
         assert!(is_zero(&v));
@@ -259,7 +372,7 @@ mod tests {
     fn zeroes_a_file_range_and_keeps_the_rest() {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(&vec![0xAB; 3 << 16], 0).unwrap();
-        let z = ZeroTargets::new(&[(&f, false)]).unwrap();
+        let z = ZeroTargets::new(&[(&f, false)], 4096).unwrap();
         match z.zero(0b10, 1 << 16, 1 << 16) {
             Ok(()) => {}
             Err(ZeroError::Unsupported) => {
