@@ -676,3 +676,42 @@ fn sigterm_and_sighup_end_a_copy_without_a_message() {
         run_ok(std::process::Command::new("cmp").arg(&src).arg(&dst));
     }
 }
+
+/// Issue 11, on block devices: a 10 KiB loop device (512-byte sectors, not
+/// a multiple of 4 KiB) copied to an image file (4 KiB alignment), and a
+/// 5000-byte image copied onto a loop device: every byte lands, checked
+/// by `cmp` on the devices themselves.
+#[test]
+fn odd_sized_block_device_source_and_target() {
+    require_root!();
+    let dir = scratch();
+    let p = |n: &str| dir.path().join(n);
+    sh(&format!(
+        "head -c 10240 /dev/urandom > {}",
+        p("a.img").display()
+    ));
+    let src = LoopDev::attach(&p("a.img"), &[]);
+    let dst = sparse_file(&p("t.img"), 10240);
+    run_ok(reroot().arg("copy").arg(src.path()).arg(&dst));
+    run_ok(std::process::Command::new("cmp").arg(src.path()).arg(&dst));
+    run_ok(reroot().arg("verify").arg(src.path()).arg(&dst));
+
+    sh(&format!(
+        "head -c 5000 /dev/urandom > {}",
+        p("b.img").display()
+    ));
+    let tgt = LoopDev::attach(&sparse_file(&p("u.img"), 8192), &[]);
+    let out = run_ok(
+        reroot()
+            .args(["--json", "copy"])
+            .arg(p("b.img"))
+            .arg(tgt.path()),
+    );
+    assert_eq!(json(&out)["mismatch_count"], 0);
+    run_ok(
+        std::process::Command::new("cmp")
+            .args(["-n", "5000"])
+            .arg(p("b.img"))
+            .arg(tgt.path()),
+    );
+}
