@@ -275,7 +275,8 @@ fn walk(sh: &Shared, tx: &crossbeam_channel::Sender<Job>) -> Result<Vec<DirRec>>
             };
             let name = ent.file_name();
             let rel = dir.join(&name);
-            let md = match std::fs::symlink_metadata(ent.path()) {
+            // fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW): no path walk per entry.
+            let md = match ent.metadata() {
                 Ok(m) => m,
                 Err(e) if sh.vanished(&e) => {
                     sh.counters.vanished.fetch_add(1, Ordering::Relaxed);
@@ -526,8 +527,12 @@ fn copy_file(
         .open(d)
         .map_err(|e| io_err("creating", rel, e))?;
     let flags = meta::src_flags(&sf);
-    // Before the data: btrfs' nocow only takes on an empty file.
-    meta::apply_flags(&df, flags, EARLY, rel, &sh.losses)?;
+    // Before the data: btrfs' nocow only takes on an empty file. A new file
+    // inherits nothing (directory flags are set at the end), so without
+    // flags to set there is nothing to do.
+    if flags & EARLY != 0 {
+        meta::apply_flags(&df, flags, EARLY, rel, &sh.losses)?;
+    }
     let size = md.len();
     if size > 0 {
         let allocated = md.blocks().saturating_mul(512);
