@@ -65,6 +65,31 @@ and the label `oldroot` instead. With --new-uuid, update fstab and the bootloade
 UUID before the next reboot (the report says so)."
     )]
     pub new_uuid: bool,
+    /// Move into a new TYPE filesystem (a file copy) instead of a block copy.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        long_help = "Migrate through a transform: the pre-copy makes a new TYPE filesystem \
+(ext2, ext3, ext4, xfs, btrfs) on the target, sized to it (it may be smaller than the root \
+when the used bytes and inodes fit: the check stage refuses before anything changes \
+otherwise), and copies the files with every kind of metadata while the system runs; after \
+quiesce the delta pass copies what changed and removes what is gone; verify compares digests \
+of both trees (`reroot verify --files`) and gives the new root's /etc/fstab the new type and \
+options valid for it. The new filesystem keeps the root's UUID and label unless --new-uuid \
+(btrfs needs --new-uuid). Grow and identity stages are not needed. `reroot check --target DEV \
+--mkfs TYPE` says whether the kernel and the initramfs can mount TYPE."
+    )]
+    pub mkfs: Option<super::transform::MkfsArg>,
+    /// With --mkfs: accept what the new type cannot hold.
+    #[arg(
+        long,
+        requires = "mkfs",
+        long_help = "With --mkfs: things the new type cannot represent (an inode flag, an \
+oversized xattr, a label too long for xfs) are listed in the report; without --lossy they stop \
+the migration before the pivot, with it they are accepted."
+    )]
+    pub lossy: bool,
     /// Do not ask before quiesce and before the pivot.
     #[arg(
         long,
@@ -228,6 +253,8 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         choices: Choices {
             grow: args.grow,
             new_uuid: args.new_uuid,
+            mkfs: args.mkfs.map(super::transform::MkfsArg::kind),
+            lossy: args.lossy,
         },
         yes: args.yes,
         force: args.force,
@@ -791,6 +818,16 @@ mod tests {
         assert!(fails(&["/dev/sda2"]));
         assert!(parse(&["--resume"]).resume);
         assert!(parse(&["--attach"]).attach);
+    }
+
+    #[test]
+    fn mkfs_and_lossy_flags() {
+        use super::super::transform::MkfsArg;
+        let a = parse(&["a", "b", "--mkfs", "xfs", "--lossy"]);
+        assert_eq!(a.mkfs, Some(MkfsArg::Xfs));
+        assert!(a.lossy);
+        assert_eq!(parse(&["a", "b"]).mkfs, None);
+        assert!(Cli::try_parse_from(["reroot", "migrate", "a", "b", "--lossy"]).is_err());
     }
 
     #[test]

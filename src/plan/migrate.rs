@@ -134,11 +134,23 @@ pub struct Choices {
     pub grow: bool,
     /// Give the copy a new UUID.
     pub new_uuid: bool,
+    /// `--mkfs TYPE`: a transform (new filesystem, file copy) instead of a block copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mkfs: Option<crate::plan::transform::MkfsType>,
+    /// `--lossy`: a transform may drop what the new type cannot hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy: bool,
 }
 
 /// Why a stage does not run with these choices, if it does not.
 pub fn skipped(stage: Stage, c: &Choices) -> Option<&'static str> {
     match stage {
+        Stage::Grow if c.mkfs.is_some() => {
+            Some("--mkfs makes the new filesystem to the target's size")
+        }
+        Stage::Identity if c.mkfs.is_some() => Some(
+            "--mkfs gives the new filesystem its UUID (the source's, or a new one with --new-uuid)",
+        ),
         Stage::Grow if !c.grow => Some("not asked for (--grow)"),
         Stage::Identity if !c.new_uuid => {
             Some("not asked for (--new-uuid): the copy keeps the source's UUID and label")
@@ -459,19 +471,36 @@ pub fn plan(f: &Facts, c: &Choices) -> MigratePlan {
                 "scan /proc and /sys for what uses {} and check {dst} (reroot check --target {dst})",
                 f.root.display()
             )],
-            Stage::Precopy => vec![format!(
-                "copy {used} of {src} to {dst} while the system runs (io_uring, O_DIRECT; a \
-                 best-effort live map)"
-            )],
+            Stage::Precopy => match c.mkfs {
+                Some(k) => vec![format!(
+                    "mkfs.{k} {dst} (sized to it; the source's UUID and label unless \
+                     --new-uuid); copy the files of {src} while the system runs"
+                )],
+                None => vec![format!(
+                    "copy {used} of {src} to {dst} while the system runs (io_uring, O_DIRECT; a \
+                     best-effort live map)"
+                )],
+            },
             Stage::Quiesce => f
                 .quiesce_steps
                 .iter()
                 .map(|s| quiesce_command(s, tool))
                 .collect(),
+            Stage::Copy if c.mkfs.is_some() => vec![format!(
+                "delta pass: copy the files of {src} that changed (size, mtime, inode) to {dst}, \
+                 remove what is gone"
+            )],
             Stage::Copy => vec![format!(
                 "reroot copy --delta {src} {dst}: hash every used chunk of both, rewrite those \
                  that differ"
             )],
+            Stage::Verify if c.mkfs.is_some() => vec![
+                format!("reroot verify --files {src} {dst}"),
+                format!(
+                    "the new root's /etc/fstab: type {}, options valid for it",
+                    c.mkfs.map_or("", |k| k.name())
+                ),
+            ],
             Stage::Verify => vec![format!("reroot verify {src} {dst}")],
             Stage::Grow => match f.fstype.as_deref() {
                 Some("xfs") => vec![format!(
@@ -688,6 +717,7 @@ mod tests {
         let all = Choices {
             grow: true,
             new_uuid: true,
+            ..Choices::default()
         };
         assert_eq!(stages(&all).len(), 10);
         assert_eq!(next_stage(&[], &none), Some(Stage::Check));
@@ -792,6 +822,7 @@ mod tests {
             &Choices {
                 grow: true,
                 new_uuid: false,
+                ..Choices::default()
             },
         );
         assert_eq!(p.stages.len(), Stage::ALL.len());
@@ -847,6 +878,7 @@ mod tests {
             &Choices {
                 grow: true,
                 new_uuid: true,
+                ..Choices::default()
             },
         );
         let by = |s: Stage| p.stages.iter().find(|x| x.stage == s).unwrap();

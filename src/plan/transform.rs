@@ -444,6 +444,54 @@ pub fn fstab_options(kind: MkfsType, old: &str) -> (String, Vec<String>) {
     (keep.join(","), dropped)
 }
 
+/// The new root's `/etc/fstab`: the line mounting `/` gets the new type,
+/// options valid for it ([`fstab_options`]), pass number 0 for xfs and
+/// btrfs (their fsck helpers do nothing at boot) and, when the UUID
+/// changed, `UUID=new` for `UUID=old`. Other lines, comments and spacing
+/// of untouched lines are kept. Returns the text and what changed.
+pub fn rewrite_fstab(
+    text: &str,
+    kind: MkfsType,
+    uuid_change: Option<(&str, &str)>,
+) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len().saturating_add(64));
+    let mut notes = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let is_root = !line.trim_start().starts_with('#') && fields.get(1) == Some(&"/");
+        if !is_root {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut spec = fields.first().copied().unwrap_or_default().to_owned();
+        if let Some((old, new)) = uuid_change {
+            if spec.eq_ignore_ascii_case(&format!("UUID={old}")) {
+                spec = format!("UUID={new}");
+            }
+        }
+        let (opts, dropped) = fstab_options(kind, fields.get(3).copied().unwrap_or("defaults"));
+        let freq = fields.get(4).copied().unwrap_or("0");
+        let pass = if kind.is_ext() {
+            fields.get(5).copied().unwrap_or("1")
+        } else {
+            "0"
+        };
+        let new = format!("{spec} / {} {opts} {freq} {pass}", kind.name());
+        notes.push(format!("/etc/fstab: {line:?} -> {new:?}"));
+        if !dropped.is_empty() {
+            notes.push(format!(
+                "/etc/fstab: dropped options {} ({} does not know them)",
+                dropped.join(","),
+                kind
+            ));
+        }
+        out.push_str(&new);
+        out.push('\n');
+    }
+    (out, notes)
+}
+
 /// What the boot chain needs to mount a root of type `kind` (for `check`).
 pub fn boot_needs(kind: MkfsType) -> &'static str {
     match kind {
@@ -574,5 +622,22 @@ mod tests {
         let (o, _) = fstab_options(MkfsType::Btrfs, "subvol=@,compress=zstd");
         assert_eq!(o, "compress=zstd");
         assert!(!boot_needs(MkfsType::Xfs).is_empty());
+    }
+
+    #[test]
+    fn fstab_root_line_gets_the_new_type() {
+        let text = "# comment\nUUID=aa /  ext4  errors=remount-ro,noatime 0 1\n\
+UUID=bb /boot ext4 defaults 0 2\n";
+        let (t, notes) = rewrite_fstab(text, MkfsType::Xfs, None);
+        assert_eq!(
+            t,
+            "# comment\nUUID=aa / xfs noatime 0 0\nUUID=bb /boot ext4 defaults 0 2\n"
+        );
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        let (t, _) = rewrite_fstab(text, MkfsType::Btrfs, Some(("aa", "cc")));
+        assert!(t.contains("UUID=cc / btrfs noatime 0 0\n"), "{t}");
+        let (t, notes) = rewrite_fstab("/dev/sda1 / ext3 defaults 0 1\n", MkfsType::Ext4, None);
+        assert_eq!(t, "/dev/sda1 / ext4 defaults,errors=remount-ro 0 1\n");
+        assert_eq!(notes.len(), 1);
     }
 }

@@ -521,3 +521,40 @@ fn mkfs_refuses_before_writing_when_the_data_do_not_fit() {
     );
     assert_eq!(blkid(dst.path(), "TYPE"), "", "the target was not touched");
 }
+
+#[test]
+fn demo_mkfs_xfs_migrates_the_sandbox_into_xfs() {
+    require_root!();
+    require_tool!("mkfs.xfs");
+    if let Err(e) = reroot::exec::demo::requirements() {
+        eprintln!("SKIP: {e}");
+        return;
+    }
+    let out = reroot()
+        .args(["demo", "--json", "--mkfs", "xfs"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stderr}"));
+    assert_eq!(out.status.code(), Some(0), "{r:#}\n{stderr}");
+    // Every check: new root mounted read-write, old released and
+    // re-identified, services back from the new root, data identical.
+    for c in r["checks"].as_array().unwrap() {
+        assert_eq!(c["ok"], true, "{c:#}");
+    }
+    let m = &r["migrate"];
+    assert_eq!(m["outcome"], "done", "{m:#}");
+    for s in m["stages"].as_array().unwrap() {
+        // mkfs sizes the filesystem and gives it its identity.
+        let want = if s["stage"] == "grow" || s["stage"] == "identity" {
+            "skipped"
+        } else {
+            "done"
+        };
+        assert_eq!(s["status"], want, "{s:#}");
+    }
+    let text = m.to_string();
+    assert!(text.contains("live pre-copy into a new xfs"), "{m:#}");
+    assert!(text.contains("verified equal (tree digest"), "{m:#}");
+}

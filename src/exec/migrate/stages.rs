@@ -16,9 +16,11 @@ use crate::exec::journal::StageSummary;
 use crate::exec::pivot::{self, PivotOptions, PivotReport, RestartMode};
 use crate::exec::quiesce;
 use crate::exec::services::Status;
+use crate::exec::transform::{self, Pass, TransformOptions};
 use crate::plan::migrate::{self as plan, ServiceTool, Stage};
 use crate::plan::pivot::RestartClass;
 use crate::plan::preflight::{Category, Severity};
+use crate::plan::transform::MkfsType;
 
 use super::worker::{Failure, Worker};
 
@@ -77,6 +79,8 @@ impl Worker {
             root: self.req.root.clone(),
             target: Some(self.req.target.clone()),
             force: self.req.force,
+            mkfs: self.req.choices.mkfs,
+            new_uuid: self.req.choices.new_uuid,
             ..CheckOptions::default()
         };
         let report = check::check(&self.sys, &opts)?;
@@ -123,6 +127,9 @@ impl Worker {
     }
 
     pub(super) fn stage_copy(&mut self, live: bool) -> Result<StageSummary> {
+        if let Some(kind) = self.req.choices.mkfs {
+            return self.stage_transform(kind, live);
+        }
         // A pre-copy that runs again (after a crash or a kill) keeps what
         // the interrupted run wrote: a delta pass compares every chunk's
         // hash on both sides and writes only those that differ, so nothing
@@ -180,6 +187,9 @@ impl Worker {
     }
 
     pub(super) fn stage_verify(&mut self) -> Result<StageSummary> {
+        if let Some(kind) = self.req.choices.mkfs {
+            return self.stage_verify_files(kind);
+        }
         let r = copy::verify(
             &self.req.source,
             &self.req.target,
@@ -197,6 +207,110 @@ impl Worker {
                 r.digest
             )],
             detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
+    /// `--mkfs`: the pre-copy makes the filesystem and copies the files
+    /// live; the copy stage (after quiesce) copies what changed and
+    /// compares digests of both trees.
+    fn stage_transform(&mut self, kind: MkfsType, live: bool) -> Result<StageSummary> {
+        let opts = TransformOptions {
+            kind,
+            new_uuid: self.req.choices.new_uuid,
+            lossy: self.req.choices.lossy,
+            // The check stage judged the target's signature; a re-run finds
+            // the filesystem an interrupted pre-copy made.
+            force: true,
+            verify: !live,
+            ..TransformOptions::default()
+        };
+        let pass = if live { Pass::Live } else { Pass::Delta };
+        let r = transform::pass(
+            &self.req.source,
+            &self.req.target,
+            &opts,
+            pass,
+            &self.events,
+        )?;
+        if let Some(e) = r.outcome_error() {
+            return Err(e);
+        }
+        let s = r.delta.as_ref().unwrap_or(&r.stats);
+        let mut notes = r.notes.clone();
+        let what = if live {
+            format!("live pre-copy into a new {kind}")
+        } else {
+            "delta pass".to_owned()
+        };
+        notes.push(format!(
+            "{what}: {} files ({}) written, {} unchanged, {} removed, {} dirs, {} hard links, {:.1} s",
+            s.files,
+            crate::plan::target::human_bytes(s.bytes),
+            s.unchanged,
+            s.removed,
+            s.dirs,
+            s.hard_links,
+            r.seconds
+        ));
+        for l in &r.losses {
+            notes.push(format!(
+                "not kept by {kind}: {}: {}",
+                l.path.display(),
+                l.what
+            ));
+        }
+        Ok(StageSummary {
+            bytes_copied: s.bytes,
+            notes,
+            detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
+    /// `--mkfs`: compare the trees again (unless --lossy: the copy stage
+    /// compared them, excusing the reported losses), then give the new
+    /// root's fstab the new type.
+    fn stage_verify_files(&mut self, kind: MkfsType) -> Result<StageSummary> {
+        let mut notes = Vec::new();
+        let mut bytes = 0;
+        let mut detail = None;
+        if !self.req.choices.lossy {
+            let r = transform::verify_files(
+                &self.req.source,
+                &self.req.target,
+                transform::tree::default_threads(),
+                &self.events,
+            )?;
+            if let Some(e) = r.mismatch_error() {
+                return Err(e);
+            }
+            notes.push(format!(
+                "{} paths and {} of contents verified equal (tree digest {})",
+                r.entries,
+                crate::plan::target::human_bytes(r.bytes),
+                r.source_digest
+            ));
+            bytes = r.bytes;
+            detail = serde_json::to_value(&r).ok();
+        }
+        let uuid_change = if self.req.choices.new_uuid {
+            let old = crate::exec::identity::identity_of(&self.req.source)?.uuid;
+            let new = crate::exec::identity::identity_of(&self.req.target)?.uuid;
+            Some((old, new))
+        } else {
+            None
+        };
+        notes.extend(transform::adapt_fstab(
+            &self.req.target,
+            kind,
+            uuid_change.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+        )?);
+        Ok(StageSummary {
+            bytes_verified: bytes,
+            notes,
+            todo: vec![crate::plan::transform::boot_needs(kind).to_owned()],
+            detail,
             ..StageSummary::default()
         })
     }

@@ -13,6 +13,7 @@
 //! target, copy ([`tree`]), digest ([`digest`]). Imports `plan::transform`,
 //! `probe`, `exec::{event, identity, tools}`.
 
+pub mod boot;
 pub mod digest;
 pub mod meta;
 pub mod ns;
@@ -251,30 +252,33 @@ fn mkfs(kind: MkfsType, id: &plan::MkfsIdentity, inodes: Option<u64>, dst: &Path
     tools::run_ok(Command::new(prog).args(&args)).map(|_| ())
 }
 
-/// `copy --mkfs`: make a `opts.kind` filesystem on `dst` and copy the tree
-/// of `src` (a device, or a directory such as a live `/`) into it. With
-/// `freeze`, the first pass runs live, `freeze` is called (the caller makes
-/// the source read-only), and a delta pass follows before the digests.
-///
-/// Returns the report also when losses or differences were found; the
-/// caller ends with [`TransformReport::outcome_error`].
-pub fn transform(
+/// Which part of a transform to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// mkfs and copy (the source is not changing).
+    Full,
+    /// mkfs and a first copy while the source is in use (a live root):
+    /// files that vanish are skipped; no digest (the source moves).
+    Live,
+    /// Onto the filesystem an earlier pass made: copy what changed,
+    /// remove what is gone (no mkfs).
+    Delta,
+}
+
+/// The new filesystem's identity, with what to tell; refuses before
+/// anything is written when it cannot be what was asked.
+fn plan_identity(
     src: &Path,
-    dst: &Path,
     opts: &TransformOptions,
-    freeze: Option<&(dyn Fn() -> Result<()> + Sync)>,
-    sink: &EventSink,
-) -> Result<TransformReport> {
-    let started = Instant::now();
-    refuse_target(src, dst, opts).map_err(|e| e.stage(Stage::Copy))?;
-    let sid = source_identity(src);
+) -> Result<(plan::MkfsIdentity, Vec<String>, Option<String>)> {
     let kind = opts.kind;
-    let (uuid, label, fstype) = match &sid {
-        Some(i) => (i.uuid.clone(), i.label.clone(), Some(i.fstype)),
-        None => (String::new(), String::new(), None),
+    let sid = source_identity(src);
+    let (uuid, label) = match &sid {
+        Some(i) => (i.uuid.clone(), i.label.clone()),
+        None => (String::new(), String::new()),
     };
     let mut notes = Vec::new();
-    let id = plan::identity(kind, &uuid, &label, opts.new_uuid);
+    let mut id = plan::identity(kind, &uuid, &label, opts.new_uuid);
     if let Some(cut) = &id.label_cut {
         if !opts.lossy {
             return Err(Error::refused(cut.clone())
@@ -286,7 +290,6 @@ pub fn transform(
     if sid.is_none() {
         notes.push("the source's UUID and label are unknown: the new filesystem gets a random UUID and no label".into());
     }
-    let mut id = id;
     if kind == MkfsType::Btrfs && id.uuid.is_some() {
         // mkfs.btrfs (and btrfstune) refuse a UUID any other block device
         // carries, and the source carries it; two btrfs with one fsid
@@ -302,46 +305,131 @@ pub fn transform(
         ));
         id.uuid = None;
     }
+    Ok((id, notes, sid.map(|i| i.fstype.name().to_owned())))
+}
+
+/// Before a migration changes anything: would a `opts.kind` copy of the
+/// filesystem mounted at `root` (device `src`) fit `dst`, with the
+/// identity asked for? Refuses otherwise, counting bytes and inodes.
+pub fn preflight(src: &Path, root: &Path, dst: &Path, opts: &TransformOptions) -> Result<Fit> {
+    plan_identity(src, opts)?;
+    let usage = usage_of(root)?;
+    plan::fit(opts.kind, usage, device_size(dst)?).map_err(|e| e.stage(Stage::Check).device(dst))
+}
+
+/// `copy --mkfs`: make a `opts.kind` filesystem on `dst` and copy the tree
+/// of `src` (a device, or a directory such as a live `/`) into it. With
+/// `freeze`, the first pass runs live, `freeze` is called (the caller makes
+/// the source read-only), and a delta pass follows before the digests.
+///
+/// Returns the report also when losses or differences were found; the
+/// caller ends with [`TransformReport::outcome_error`].
+pub fn transform(
+    src: &Path,
+    dst: &Path,
+    opts: &TransformOptions,
+    freeze: Option<&(dyn Fn() -> Result<()> + Sync)>,
+    sink: &EventSink,
+) -> Result<TransformReport> {
+    run(src, dst, opts, Pass::Full, freeze, sink)
+}
+
+/// One pass of a migration through a transform (see [`Pass`]).
+pub fn pass(
+    src: &Path,
+    dst: &Path,
+    opts: &TransformOptions,
+    pass: Pass,
+    sink: &EventSink,
+) -> Result<TransformReport> {
+    run(src, dst, opts, pass, None, sink)
+}
+
+fn run(
+    src: &Path,
+    dst: &Path,
+    opts: &TransformOptions,
+    pass: Pass,
+    freeze: Option<&(dyn Fn() -> Result<()> + Sync)>,
+    sink: &EventSink,
+) -> Result<TransformReport> {
+    let started = Instant::now();
+    let kind = opts.kind;
+    let (id, notes, src_fstype) = if pass == Pass::Delta {
+        if ns::is_mounted(dst) {
+            return Err(Error::refused(format!("{} is mounted", dst.display())).device(dst));
+        }
+        let have = identity::identity_of(dst).map_err(|e| e.stage(Stage::Copy))?;
+        if have.fstype.name() != kind.name() {
+            return Err(Error::refused(format!(
+                "{} holds {}, not the {kind} an earlier pass made",
+                dst.display(),
+                have.fstype
+            ))
+            .device(dst)
+            .hint("start over with the first pass"));
+        }
+        let sid = source_identity(src);
+        let id = plan::MkfsIdentity {
+            uuid: Some(have.uuid),
+            label: have.label,
+            label_cut: None,
+        };
+        (id, Vec::new(), sid.map(|i| i.fstype.name().to_owned()))
+    } else {
+        refuse_target(src, dst, opts).map_err(|e| e.stage(Stage::Copy))?;
+        plan_identity(src, opts)?
+    };
     let target_bytes = device_size(dst)?;
     let lossy = opts.lossy;
-    let src_fstype = fstype.map(|k| k.name().to_owned());
-    let mut phases = Vec::new();
     let threads = opts.threads.max(1);
-    let verify = opts.verify;
+    let verify = opts.verify && pass != Pass::Live;
     let mut report = ns::in_private_namespace(|m| {
         let sroot = m.source(src, src_fstype.as_deref())?;
         m.seal(&[src, dst]);
         let usage = usage_of(&sroot)?;
-        let fit =
-            plan::fit(kind, usage, target_bytes).map_err(|e| e.stage(Stage::Copy).device(dst))?;
-        sink.info(format!(
-            "source: {} MB in {} inodes; new {kind} on {} ({} MB) needs about {} MB",
-            usage.used_bytes / 1_000_000,
-            usage.used_inodes,
-            dst.display(),
-            target_bytes / 1_000_000,
-            fit.needed_bytes / 1_000_000
-        ));
-        let t = Instant::now();
-        mkfs(kind, &id, fit.ext_inodes, dst).map_err(|e| e.stage(Stage::Copy).device(dst))?;
-        let mut phases = vec![Phase {
-            name: "mkfs".into(),
-            seconds: t.elapsed().as_secs_f64(),
-        }];
-        let troot = m.target(dst, kind.name(), kind.copy_mount_data())?;
-        let (free_b, free_i) = free_of(&troot)?;
-        plan::fit_after_mkfs(kind, usage, free_b, free_i)
-            .map_err(|e| e.stage(Stage::Copy).device(dst))?;
+        let mut phases = Vec::new();
+        let (fit, troot) = if pass == Pass::Delta {
+            let fit = plan::fit(kind, usage, target_bytes).unwrap_or(Fit {
+                overhead_bytes: 0,
+                needed_bytes: usage.used_bytes,
+                target_bytes,
+                ext_inodes: None,
+            });
+            (fit, m.target(dst, kind.name(), kind.copy_mount_data())?)
+        } else {
+            let fit = plan::fit(kind, usage, target_bytes)
+                .map_err(|e| e.stage(Stage::Copy).device(dst))?;
+            sink.info(format!(
+                "source: {} MB in {} inodes; new {kind} on {} ({} MB) needs about {} MB",
+                usage.used_bytes / 1_000_000,
+                usage.used_inodes,
+                dst.display(),
+                target_bytes / 1_000_000,
+                fit.needed_bytes / 1_000_000
+            ));
+            let t = Instant::now();
+            mkfs(kind, &id, fit.ext_inodes, dst).map_err(|e| e.stage(Stage::Copy).device(dst))?;
+            phases.push(Phase {
+                name: "mkfs".into(),
+                seconds: t.elapsed().as_secs_f64(),
+            });
+            let troot = m.target(dst, kind.name(), kind.copy_mount_data())?;
+            let (free_b, free_i) = free_of(&troot)?;
+            plan::fit_after_mkfs(kind, usage, free_b, free_i)
+                .map_err(|e| e.stage(Stage::Copy).device(dst))?;
+            (fit, troot)
+        };
         let topts = TreeOptions {
             threads,
-            delta: false,
-            live: freeze.is_some(),
+            delta: pass == Pass::Delta,
+            live: pass == Pass::Live || freeze.is_some(),
         };
         let t = Instant::now();
         let (stats, mut losses, manifest) =
             tree::copy_tree(&sroot, &troot, &topts, None, Some(usage.used_bytes), sink)?;
         phases.push(Phase {
-            name: "copy".into(),
+            name: if pass == Pass::Delta { "delta" } else { "copy" }.into(),
             seconds: t.elapsed().as_secs_f64(),
         });
         let mut delta = None;
@@ -398,11 +486,37 @@ pub fn transform(
         }
         Ok(r)
     })?;
-    phases.append(&mut report.phases);
-    report.phases = phases;
     report.notes.extend(notes);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// After the copy is verified: give the new root's `/etc/fstab` the new
+/// type, options valid for it and (when it changed) the new UUID
+/// ([`plan::rewrite_fstab`]). Rewrites the file in place, so its owner,
+/// mode and security label stay. Returns what changed (nothing without an
+/// fstab or a `/` line).
+pub fn adapt_fstab(
+    dst: &Path,
+    kind: MkfsType,
+    uuid_change: Option<(&str, &str)>,
+) -> Result<Vec<String>> {
+    ns::in_private_namespace(|m| {
+        let troot = m.target(dst, kind.name(), kind.copy_mount_data())?;
+        m.seal(&[dst]);
+        let path = troot.join("etc/fstab");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io("reading the new root's /etc/fstab", e)),
+        };
+        let (new, notes) = plan::rewrite_fstab(&text, kind, uuid_change);
+        if new != text {
+            std::fs::write(&path, new)
+                .map_err(|e| Error::io("writing the new root's /etc/fstab", e))?;
+        }
+        Ok(notes)
+    })
 }
 
 /// What `verify --files` found.

@@ -35,10 +35,26 @@ const FLAGS: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NOATIME);
 
 impl Mounts {
+    /// A fresh mount point. The root may be read-only (the delta pass of a
+    /// migration runs after quiesce), so /run (a tmpfs) comes first.
     fn new_dir(&self, what: &str) -> Result<PathBuf> {
-        let template = std::env::temp_dir().join(format!("reroot-{what}.XXXXXX"));
-        nix::unistd::mkdtemp(&template)
-            .map_err(|e| nix_err(format!("creating {}", template.display()), e))
+        let mut last = None;
+        for base in [
+            PathBuf::from("/run"),
+            std::env::temp_dir(),
+            PathBuf::from("/dev/shm"),
+        ] {
+            let template = base.join(format!("reroot-{what}.XXXXXX"));
+            match nix::unistd::mkdtemp(&template) {
+                Ok(d) => return Ok(d),
+                Err(e) => last = Some((template, e)),
+            }
+        }
+        let (t, e) = last.unwrap_or((PathBuf::from("/run"), nix::Error::ENOENT));
+        Err(nix_err(
+            format!("creating {} (and in /tmp, /dev/shm)", t.display()),
+            e,
+        ))
     }
 
     /// Mount the filesystem on `dev` (type `fstype`) read-only, or, when
