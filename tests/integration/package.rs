@@ -463,3 +463,64 @@ fn ansible_playbook_moves_a_sandbox_host() {
     );
     assert!(cleanup.left_behind.is_empty(), "{:?}", cleanup.left_behind);
 }
+
+/// `tools/build-static.sh --package` makes a Debian package (cargo-deb)
+/// holding the static binary, the manual and the three completions; what
+/// `dpkg-deb -x` unpacks runs, and its manual renders.
+#[test]
+fn deb_package_holds_binary_manual_and_completions() {
+    require_tool!("cargo-deb");
+    require_tool!("dpkg-deb");
+    require_tool!("readelf");
+    require_tool!("man");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = Command::new(root.join("tools/build-static.sh"))
+        .arg("--package")
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "build-static.sh --package failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let deb = fs::read_dir(root.join("target/static"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .expect("no .deb in target/static");
+    let info = run_ok(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Package"));
+    assert_eq!(String::from_utf8_lossy(&info.stdout).trim(), "reroot");
+    let dir = scratch();
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(dir.path()));
+    let p = dir.path();
+    for f in [
+        "usr/sbin/reroot",
+        "usr/share/man/man1/reroot.1.gz",
+        "usr/share/bash-completion/completions/reroot",
+        "usr/share/zsh/vendor-completions/_reroot",
+        "usr/share/fish/vendor_completions.d/reroot.fish",
+    ] {
+        assert!(p.join(f).is_file(), "the package lacks {f}");
+    }
+    let v = run_ok(Command::new(p.join("usr/sbin/reroot")).arg("--version"));
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("reroot "));
+    let interp = run_ok(
+        Command::new("readelf")
+            .arg("-lW")
+            .arg(p.join("usr/sbin/reroot")),
+    );
+    assert!(!String::from_utf8_lossy(&interp.stdout).contains("INTERP"));
+    let man = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(p.join("usr/share/man/man1/reroot.1.gz"))
+        .env("MANWIDTH", "80")
+        .env("MANPAGER", "cat")
+        .output()
+        .unwrap();
+    assert!(man.status.success() && man.stderr.is_empty());
+    assert!(String::from_utf8_lossy(&man.stdout).contains("REROOT MIGRATE"));
+    // The completion in the package is the binary's own.
+    let bash = fs::read_to_string(p.join("usr/share/bash-completion/completions/reroot")).unwrap();
+    assert_eq!(bash, generate("complete-bash"));
+}
