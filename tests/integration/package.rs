@@ -524,3 +524,21 @@ fn deb_package_holds_binary_manual_and_completions() {
     let bash = fs::read_to_string(p.join("usr/share/bash-completion/completions/reroot")).unwrap();
     assert_eq!(bash, generate("complete-bash"));
 }
+
+/// `ansible-lint --strict` finds nothing in the role and the playbook.
+#[test]
+fn ansible_role_is_lint_clean() {
+    require_tool!("ansible-lint");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/ansible");
+    let out = Command::new("ansible-lint")
+        .args(["--strict", "--nocolor"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ansible-lint:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
