@@ -326,7 +326,8 @@ fn json_file(path: &Path) -> serde_json::Value {
 /// The playbook moves a host for real: the host is a `reroot demo`
 /// sandbox (busybox root on a loop device, PID 1 of private mount and PID
 /// namespaces, services holding the root busy) reached through nsenter.
-/// First a host whose target is its own root is stopped at the preflight;
+/// First a host whose target is not a block device is stopped at the
+/// preflight, and the play stops before the next batch;
 /// then `--check` gives the plan and changes nothing; then the real run
 /// migrates, finishes and fetches the report. The sandbox's own view is the
 /// oracle: `/` on the new device and writable, the data tree's hash
@@ -382,15 +383,21 @@ fn ansible_playbook_moves_a_sandbox_host() {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             bootstrap_python(pid);
             let inventory = dir.path().join("inventory.yml");
-            let host = |target: &Path| {
-                format!(
-                    "reroot:\n  hosts:\n    sandbox:\n      ansible_connection: reroot_sandbox\n      \
-                     reroot_sandbox_pid: {pid}\n      ansible_python_interpreter: /usr/bin/python3\n      \
-                     ansible_become: false\n      ansible_remote_tmp: /run/ansible-tmp\n      \
-                     reroot_source: {}\n      reroot_target: {}\n      reroot_grow: true\n",
-                    old.display(),
-                    target.display()
-                )
+            // Hosts `(name, target)`, all of them the sandbox.
+            let hosts = |hs: &[(&str, &Path)]| {
+                let mut y = String::from("reroot:\n  hosts:\n");
+                for (name, target) in hs {
+                    y.push_str(&format!(
+                        "    {name}:\n      ansible_connection: reroot_sandbox\n      \
+                         reroot_sandbox_pid: {pid}\n      \
+                         ansible_python_interpreter: /usr/bin/python3\n      \
+                         ansible_become: false\n      ansible_remote_tmp: /run/ansible-tmp\n      \
+                         reroot_source: {}\n      reroot_target: {}\n      reroot_grow: true\n",
+                        old.display(),
+                        target.display()
+                    ));
+                }
+                y
             };
             let common = [
                 "-e".to_owned(),
@@ -403,15 +410,25 @@ fn ansible_playbook_moves_a_sandbox_host() {
             let common: Vec<&str> = common.iter().map(String::as_str).collect();
 
             // A host whose target is not a block device stops at the
-            // preflight, with check's blocker in the message.
-            fs::write(&inventory, host(Path::new("/dev/zero"))).unwrap();
+            // preflight, with check's blocker in the message; with one host
+            // per batch and no failure allowed, the play ends there and the
+            // next host is never reached.
+            let zero = Path::new("/dev/zero");
+            fs::write(&inventory, hosts(&[("blocked", zero), ("sandbox", &new)])).unwrap();
             let (rc, text) = playbook(dir.path(), &inventory, &common);
             assert_ne!(rc, Some(0), "{text}");
-            assert!(text.contains("reroot cannot migrate"), "{text}");
+            assert!(text.contains("blocked: reroot cannot migrate"), "{text}");
             assert!(text.contains("not a block device"), "{text}");
-            assert!(text.contains("failed=1"), "{text}");
+            let recap = &text[text.find("PLAY RECAP").expect("no recap")..];
+            assert!(
+                recap.contains("blocked ") && recap.contains("failed=1"),
+                "{recap}"
+            );
+            assert!(!recap.contains("sandbox "), "the second batch ran:\n{text}");
+            assert!(reports.join("blocked/check.json").is_file());
+            assert!(!reports.join("sandbox").exists());
 
-            fs::write(&inventory, host(&new)).unwrap();
+            fs::write(&inventory, hosts(&[("sandbox", &new)])).unwrap();
             let mut check = common.clone();
             check.push("--check");
             let (rc, text) = playbook(dir.path(), &inventory, &check);
