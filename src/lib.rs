@@ -21,6 +21,8 @@ pub mod plan;
 pub mod probe;
 pub mod report;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod test_skip;
 pub mod units;
 
 pub use error::{Error, ErrorKind, Result};

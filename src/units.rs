@@ -260,6 +260,31 @@ impl ExtentList {
         l
     }
 
+    /// The bytes covered by both lists.
+    #[must_use]
+    pub fn intersect(&self, other: &Self) -> Self {
+        let mut l = Self::new();
+        let (a, b) = (&self.extents, &other.extents);
+        let (mut i, mut j) = (0, 0);
+        while let (Some(x), Some(y)) = (a.get(i), b.get(j)) {
+            if let Some(c) = x.intersect(y) {
+                l.push(c);
+            }
+            if x.end() <= y.end() {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        l
+    }
+
+    /// The bytes of this list not covered by `other`.
+    #[must_use]
+    pub fn subtract(&self, other: &Self) -> Self {
+        self.intersect(&other.complement(self.end()))
+    }
+
     /// Cut the list into pieces of at most `max_len` bytes, each inside one
     /// extent. Pieces start at the extent start and then at multiples of
     /// `max_len` in absolute device offsets, so the same map always yields the
@@ -329,6 +354,27 @@ mod tests {
 
     fn pairs(l: &ExtentList) -> Vec<(u64, u64)> {
         l.iter().map(|e| (e.start(), e.end())).collect()
+    }
+
+    #[test]
+    fn intersect_and_subtract_against_a_byte_oracle() {
+        let a = ExtentList::from_unsorted(vec![ext(0, 10), ext(20, 10), ext(40, 30)]);
+        let b = ExtentList::from_unsorted(vec![ext(5, 20), ext(45, 5), ext(60, 100)]);
+        let bytes = |l: &ExtentList| (0..200u64).filter(|&o| l.contains(o)).collect::<Vec<_>>();
+        let both: Vec<u64> = (0..200)
+            .filter(|&o| a.contains(o) && b.contains(o))
+            .collect();
+        let only_a: Vec<u64> = (0..200)
+            .filter(|&o| a.contains(o) && !b.contains(o))
+            .collect();
+        assert_eq!(bytes(&a.intersect(&b)), both);
+        assert_eq!(bytes(&a.subtract(&b)), only_a);
+        assert_eq!(
+            pairs(&a.subtract(&b)),
+            vec![(0, 5), (25, 30), (40, 45), (50, 60)]
+        );
+        assert!(a.intersect(&ExtentList::new()).is_empty());
+        assert_eq!(a.subtract(&ExtentList::new()), a);
     }
 
     #[test]

@@ -2,13 +2,17 @@
 # A block device that fails I/O at chosen sectors, for trying reroot by hand.
 # The same stack as tests/integration/faultdev.rs:
 #   qcow2 image -> blkdebug (EIO rules) -> raw -> qemu-storage-daemon FUSE export
-#   -> losetup --direct-io=on
+#   -> losetup --direct-io=off
+# The loop device is buffered on purpose: with --direct-io=on, concurrent or 1 MiB
+# O_DIRECT writes through qemu-storage-daemon's FUSE export land at the wrong place
+# (seen with 7.2 and 10.0; tests/integration/faultdev.rs harness_round_trips_...).
+# So read faults fail the whole 4 KiB page around their sector.
 #
 #   tools/faultdev.sh up DIR SIZE [read:SECTOR|write:SECTOR]...   blank device of SIZE bytes (64M ok)
 #   tools/faultdev.sh up DIR --from RAW.img [read:N|write:N]...   device with a copy of RAW.img
 #   tools/faultdev.sh down DIR                                   detach, stop the daemon, remove DIR
 #
-# `up` prints the loop device. Sectors are 512 bytes. Needs root, qemu-utils, fuse3.
+# `up` prints the loop device. Sectors are 512 bytes. Needs root, qemu-utils (qemu-storage-daemon, qemu-img).
 set -euo pipefail
 
 die() { echo "faultdev: $*" >&2; exit 1; }
@@ -54,7 +58,7 @@ up() {
     sleep 0.05
   done
   findmnt -n "$dir/export.raw" >/dev/null || { down "$dir"; die "the FUSE export did not appear"; }
-  losetup --find --show --direct-io=on "$dir/export.raw" | tee "$dir/loopdev"
+  losetup --find --show --direct-io=off "$dir/export.raw" | tee "$dir/loopdev"
 }
 
 down() {

@@ -208,6 +208,29 @@ result, run a short read-only io_uring probe of the source (9 settings, about 3 
 The setting chosen is the least memory within 5% of the fastest; the report shows it."
     )]
     pub tune: Option<Option<PathBuf>>,
+    /// Make a new TYPE filesystem on the target and copy the files into it.
+    #[arg(long, value_enum, value_name = "TYPE", long_help = super::transform::MKFS_HELP)]
+    pub mkfs: Option<super::transform::MkfsArg>,
+    /// With --mkfs: accept, and list, what the new type cannot hold.
+    #[arg(
+        long,
+        requires = "mkfs",
+        long_help = "With --mkfs: things the new filesystem type cannot represent (an inode \
+flag xfs does not have, an xattr larger than the type allows, a label longer than 12 bytes on \
+xfs) are listed with their paths either way; without --lossy they fail the command (exit 3), \
+with it they are accepted and the digest comparison excuses exactly those paths."
+    )]
+    pub lossy: bool,
+    /// With --mkfs: worker threads for the file copy.
+    #[arg(
+        long,
+        requires = "mkfs",
+        value_name = "N",
+        long_help = "With --mkfs: how many threads create files and copy their data while one \
+thread walks the source (default: one per core, 2 to 8). Memory stays bounded: a 1 MiB buffer \
+per thread, a queue of 4096 entries, and a list of directories and multiply-linked inodes."
+    )]
+    pub threads: Option<usize>,
     /// Engine flags.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -249,6 +272,7 @@ pub fn print_summary(r: &Report) {
             String::new()
         }
     );
+    print_classes(r);
     let phases: Vec<String> = r
         .phases
         .iter()
@@ -267,6 +291,24 @@ pub fn print_summary(r: &Report) {
     );
     if !r.digest.is_empty() {
         println!("  digest {} over {} chunks", r.digest, r.chunks);
+    }
+}
+
+/// One line per class of the map: bytes copied, zeroed, skipped.
+fn print_classes(r: &Report) {
+    let mb = |b: u64| b as f64 / 1e6;
+    if r.bytes_zeroed > 0 {
+        println!("  {:.1} MB zeroed (write-zeroes)", mb(r.bytes_zeroed));
+    }
+    for c in r.classes.iter().filter(|c| c.bytes > 0) {
+        println!(
+            "  {:<14} {:>10.1} MB: {:.1} copied, {:.1} zeroed, {:.1} skipped",
+            c.class,
+            mb(c.bytes),
+            mb(c.copied),
+            mb(c.zeroed),
+            mb(c.skipped)
+        );
     }
 }
 
@@ -296,6 +338,9 @@ pub fn finish(r: &Report, ctx: &Ctx) -> CmdResult {
 
 /// Run `reroot copy`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
+    if args.mkfs.is_some() {
+        return super::transform::run_copy(&args, ctx);
+    }
     let mut opts = args.engine.options();
     opts.verify = match args.verify {
         VerifyArg::None => VerifyMode::None,
@@ -542,6 +587,27 @@ mod tests {
         for flag in ["--queue-depth=8", "--chunk-size=4M"] {
             assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--tune", flag]).is_err());
         }
+    }
+
+    #[test]
+    fn mkfs_lossy_threads_flags() {
+        use super::super::transform::MkfsArg;
+        let a = parse(&["s", "t", "--mkfs", "xfs"]);
+        assert_eq!(a.mkfs, Some(MkfsArg::Xfs));
+        assert!(!a.lossy);
+        assert_eq!(
+            parse(&["s", "t", "--mkfs=btrfs", "--lossy"]).mkfs,
+            Some(MkfsArg::Btrfs)
+        );
+        assert!(parse(&["s", "t", "--mkfs=ext4", "--lossy"]).lossy);
+        assert_eq!(
+            parse(&["s", "t", "--mkfs=ext3", "--threads", "3"]).threads,
+            Some(3)
+        );
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--mkfs", "zfs"]).is_err());
+        // --lossy and --threads only mean something with --mkfs.
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--lossy"]).is_err());
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--threads", "2"]).is_err());
     }
 
     #[test]

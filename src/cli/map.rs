@@ -59,12 +59,17 @@ struct JsonMap<'a> {
     device: String,
     used_bytes: u64,
     used_ranges: usize,
+    /// Bytes per class, as a copy treats them.
+    classes: Classes,
     #[serde(flatten)]
     map: &'a FsMap,
 }
 
 /// Run `reroot map`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
+    // A missing path or a directory is the user's mistake (exit 3), said
+    // once, not an I/O error reading a superblock (issue 11).
+    reroot::probe::device::kind_of(&args.device).map_err(|e| e.stage(Stage::Map))?;
     let file = std::fs::File::open(&args.device)
         .map_err(|e| reroot::Error::io("opening the device", e).device(&args.device))
         .with_context(|| format!("cannot map {}", args.device.display()))?;
@@ -78,6 +83,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             device: args.device.display().to_string(),
             used_bytes: map.used.total_bytes(),
             used_ranges: map.used.len(),
+            classes: Classes::of(&map),
             map: &map,
         })?;
     } else {
@@ -87,6 +93,32 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         print!("{}", human(&args, &map));
     }
     Ok(Exit::Success)
+}
+
+/// The map's bytes by class: what a copy moves, zeroes and skips.
+#[derive(Serialize)]
+struct Classes {
+    /// Used bytes whose content matters: copied.
+    data_bytes: u64,
+    /// Inode-table tails of INODE_ZEROED groups: zeroed on the target where
+    /// it zeroes without moving data, copied otherwise.
+    itable_zeroed_bytes: u64,
+    /// Inode-table tails of groups not yet zeroed: skipped.
+    itable_lazy_bytes: u64,
+    /// Free bytes: skipped.
+    free_bytes: u64,
+}
+
+impl Classes {
+    fn of(map: &FsMap) -> Self {
+        let used = map.used.total_bytes();
+        Self {
+            data_bytes: map.data().total_bytes(),
+            itable_zeroed_bytes: map.itable_tails.zeroed.total_bytes(),
+            itable_lazy_bytes: map.itable_tails.lazy.total_bytes(),
+            free_bytes: map.geometry.fs_bytes.saturating_sub(used),
+        }
+    }
 }
 
 /// Sizes as people read them: "1.5 GiB".
@@ -173,6 +205,21 @@ fn human(args: &Args, map: &FsMap) -> String {
         size(g.fs_bytes),
         map.used.len()
     );
+    let c = Classes::of(map);
+    let _ = writeln!(s, "  data              {:>10}  copied", size(c.data_bytes));
+    let _ = writeln!(
+        s,
+        "  itable tails      {:>10}  zeroed on the target (INODE_ZEROED groups; copied where \
+         the target cannot zero without writing)",
+        size(c.itable_zeroed_bytes)
+    );
+    let _ = writeln!(
+        s,
+        "  itable tails      {:>10}  skipped (groups not yet zeroed: the first read-write \
+         mount zeroes them)",
+        size(c.itable_lazy_bytes)
+    );
+    let _ = writeln!(s, "  free              {:>10}  skipped", size(c.free_bytes));
     if args.summary {
         return s;
     }

@@ -18,6 +18,7 @@ mod output;
 mod pivot;
 mod quiesce;
 mod status;
+mod transform;
 mod verify;
 
 use std::process::ExitCode;

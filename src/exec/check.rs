@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::identity;
+use super::{boot, identity};
 use crate::error::{Result, Stage};
 use crate::plan::preflight::{self, Category, Finding, Report, Severity};
 use crate::plan::target;
@@ -51,8 +51,24 @@ pub fn check(sys: &SysRoot, opts: &CheckOptions) -> Result<Report> {
         rootfs::gather(sys, &opts.root, &opts.skip_pids).map_err(|e| e.stage(Stage::Check))?;
     let init = init_of(sys, opts);
     let mut report = preflight::assess(&facts, &init);
+    if opts.root == Path::new("/") {
+        // The running system: can the pivot restart its daemons?
+        if let Some((why, advice)) = crate::plan::services::restart_refusal(&init) {
+            report.add(vec![Finding::new(
+                Severity::Blocker,
+                Category::RunsFromRoot,
+                why,
+                advice,
+            )]);
+        }
+    }
     if let Some(t) = &opts.target {
         report.add(target_checks(sys, facts.dev(), t, opts.force));
+        if let Some(name) = target_kernel_name(sys, t) {
+            report.add(boot::as_check_findings(&boot::readiness(
+                sys, &opts.root, &name,
+            )));
+        }
     }
     report.add(identity::boot_config_findings(
         sys,
@@ -62,6 +78,17 @@ pub fn check(sys: &SysRoot, opts: &CheckOptions) -> Result<Report> {
         opts.new_uuid,
     ));
     Ok(report)
+}
+
+/// The kernel name (`dm-3`) of the block device at `path`, if it is one.
+fn target_kernel_name(sys: &SysRoot, path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    if !m.file_type().is_block_device() {
+        return None;
+    }
+    device::kernel_name(sys, DevNo::from_raw(m.rdev()))
 }
 
 /// The init system, as `check` sees it.

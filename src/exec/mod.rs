@@ -6,6 +6,7 @@
 //! `plan`, `sys`.
 
 pub mod bench;
+pub mod boot;
 pub mod check;
 pub mod claim;
 pub mod copy;
@@ -18,8 +19,11 @@ pub mod identity;
 pub mod journal;
 pub mod migrate;
 pub mod pivot;
+pub mod precopy;
 pub mod quiesce;
 pub mod sandbox;
 pub mod services;
 pub mod temp_mount;
 pub mod tools;
+pub mod track;
+pub mod transform;

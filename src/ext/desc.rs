@@ -14,17 +14,24 @@ pub(crate) const BG_INODE_BITMAP_LO: usize = 0x04;
 pub(crate) const BG_INODE_TABLE_LO: usize = 0x08;
 pub(crate) const BG_FLAGS: usize = 0x12;
 pub(crate) const BG_BLOCK_BITMAP_CSUM_LO: usize = 0x18;
+pub(crate) const BG_ITABLE_UNUSED_LO: usize = 0x1C;
 pub(crate) const BG_CHECKSUM: usize = 0x1E;
 pub(crate) const BG_BLOCK_BITMAP_HI: usize = 0x20;
 pub(crate) const BG_INODE_BITMAP_HI: usize = 0x24;
 pub(crate) const BG_INODE_TABLE_HI: usize = 0x28;
+pub(crate) const BG_ITABLE_UNUSED_HI: usize = 0x32;
 pub(crate) const BG_BLOCK_BITMAP_CSUM_HI: usize = 0x38;
 /// `EXT4_BG_BLOCK_BITMAP_CSUM_HI_LOCATION`: descriptors at least this long
 /// carry the high half of the bitmap checksum.
 const BG_BLOCK_BITMAP_CSUM_HI_END: usize = 0x3A;
 
+/// `EXT2_BG_INODE_UNINIT`: the inode bitmap was never written (no inode used).
+pub(crate) const EXT2_BG_INODE_UNINIT: u16 = 0x0001;
 /// `EXT2_BG_BLOCK_UNINIT`: the block bitmap was never written.
 pub(crate) const EXT2_BG_BLOCK_UNINIT: u16 = 0x0002;
+/// `EXT4_BG_INODE_ZEROED`: the inode table past the used inodes was zeroed
+/// (by mke2fs, or by the kernel's lazyinit thread).
+pub(crate) const EXT4_BG_INODE_ZEROED: u16 = 0x0004;
 
 /// The fields of one group descriptor the map uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,6 +40,10 @@ pub(crate) struct GroupDesc {
     pub bg_inode_bitmap: u64,
     pub bg_inode_table: u64,
     pub bg_flags: u16,
+    /// `bg_itable_unused_lo | hi << 16`: inodes at the end of the table
+    /// never used since they were last initialised (meaningful only with
+    /// descriptor checksums).
+    pub bg_itable_unused: u32,
     /// `bg_block_bitmap_csum_lo | hi << 16` (the low half alone for short descriptors).
     pub bg_block_bitmap_csum: u32,
     /// Whether `bg_checksum` matched (true when there is no checksum).
@@ -53,6 +64,12 @@ impl GroupDesc {
             bg_inode_bitmap: le.lo_hi(BG_INODE_BITMAP_LO, BG_INODE_BITMAP_HI, wide),
             bg_inode_table: le.lo_hi(BG_INODE_TABLE_LO, BG_INODE_TABLE_HI, wide),
             bg_flags: le.u16(BG_FLAGS),
+            bg_itable_unused: u32::from(le.u16(BG_ITABLE_UNUSED_LO))
+                | if wide {
+                    u32::from(le.u16(BG_ITABLE_UNUSED_HI)) << 16
+                } else {
+                    0
+                },
             bg_block_bitmap_csum: csum,
             csum_ok: desc_csum(layout, group, raw).is_none_or(|c| c == le.u16(BG_CHECKSUM)),
         }
@@ -61,6 +78,16 @@ impl GroupDesc {
     /// `BLOCK_UNINIT` is set (meaningful only with descriptor checksums).
     pub(crate) fn block_uninit(&self) -> bool {
         self.bg_flags & EXT2_BG_BLOCK_UNINIT != 0
+    }
+
+    /// `INODE_UNINIT` is set (meaningful only with descriptor checksums).
+    pub(crate) fn inode_uninit(&self) -> bool {
+        self.bg_flags & EXT2_BG_INODE_UNINIT != 0
+    }
+
+    /// `INODE_ZEROED` is set (meaningful only with descriptor checksums).
+    pub(crate) fn inode_zeroed(&self) -> bool {
+        self.bg_flags & EXT4_BG_INODE_ZEROED != 0
     }
 }
 

@@ -6,9 +6,10 @@
 
 use super::bitmap::for_each_run;
 use super::desc::{GroupDesc, block_bitmap_csum_ok, desc_csum};
+use super::itable::{self, NoTail};
 use super::layout::{Checksums, Layout, backup_candidates};
 use super::superblock::*;
-use super::{FsMap, Geometry, MapOptions, ReadAt};
+use super::{FsMap, Geometry, ItableTails, MapOptions, ReadAt};
 use crate::error::{Error, ErrorKind, Result};
 use crate::units::{Extent, ExtentList};
 
@@ -433,9 +434,104 @@ pub(crate) fn read_map(dev: &(impl ReadAt + ?Sized), opts: &MapOptions) -> Resul
     }
     let used = union(&used, &ExtentList::from_unsorted(extra)).clamp(l.fs_bytes());
     let uninit_groups = descs.iter().filter(|d| uninit(d)).count();
+    let itable_tails = itable_tails(dev, &l, &descs, !backup, &mut warnings)?;
+    let itable_tails = ItableTails {
+        zeroed: itable_tails.zeroed.intersect(&used),
+        lazy: itable_tails.lazy.intersect(&used),
+    };
     Ok(FsMap {
         geometry: Geometry::from_layout(&l, uninit_groups),
         used,
+        itable_tails,
         warnings,
+    })
+}
+
+/// Every group's inode-table tail (see [`itable`]), each checked against
+/// its inode bitmap; minus every group's bitmap blocks, which a damaged
+/// descriptor could place inside another group's table.
+fn itable_tails(
+    dev: &(impl ReadAt + ?Sized),
+    l: &Layout,
+    descs: &[GroupDesc],
+    trusted: bool,
+    warnings: &mut Vec<String>,
+) -> Result<ItableTails> {
+    let mut found = Vec::new();
+    let mut corrupt: Option<(u64, u32, u64)> = None; // (count, first itable_unused, first group)
+    for (g, d) in descs.iter().enumerate() {
+        match itable::tail(l, d, trusted) {
+            Ok(t) => found.push((g as u64, t)),
+            Err(NoTail::Corrupt(n)) => {
+                let c = corrupt.get_or_insert((0, n, g as u64));
+                c.0 = c.0.saturating_add(1);
+            }
+            Err(NoTail::Untrusted | NoTail::Full) => {}
+        }
+    }
+    if let Some((n, unused, g)) = corrupt {
+        warnings.push(format!(
+            "{n} group descriptor(s) claim more unused inodes than a group holds (group {g}: \
+             bg_itable_unused {unused}); their inode tables are copied whole. Run `e2fsck -f`"
+        ));
+    }
+    // Inode bitmaps of groups that have one on disk (INODE_UNINIT: none).
+    let to_read: Vec<(usize, u64)> = found
+        .iter()
+        .enumerate()
+        .filter(|(_, (g, _))| {
+            descs
+                .get(usize::try_from(*g).unwrap_or(usize::MAX))
+                .is_some_and(|d| !d.inode_uninit())
+        })
+        .filter_map(|(i, (g, _))| {
+            let d = descs.get(usize::try_from(*g).ok()?)?;
+            Some((i, d.bg_inode_bitmap))
+        })
+        .collect();
+    let mut disagree = vec![false; found.len()];
+    let bitmap_len = usize::try_from(u64::from(l.sb.s_inodes_per_group).div_ceil(8)).unwrap_or(0);
+    read_blocks(dev, l, &to_read, "an inode bitmap", |i, _, bytes| {
+        let bitmap = bytes.get(..bitmap_len).unwrap_or(bytes);
+        if let (Some((_, t)), Some(flag)) = (found.get(i), disagree.get_mut(i)) {
+            *flag = !itable::bitmap_agrees(l, bitmap, t.used_inodes);
+        }
+        Ok(())
+    })?;
+    let mut zeroed = Vec::new();
+    let mut lazy = Vec::new();
+    let mut first_disagreeing = None;
+    for ((g, t), bad) in found.iter().zip(&disagree) {
+        if *bad {
+            first_disagreeing.get_or_insert(*g);
+            continue;
+        }
+        let e = Extent::from_bounds(
+            l.byte(t.first_block),
+            l.byte(t.first_block.saturating_add(t.blocks)),
+        );
+        if t.zeroed {
+            zeroed.extend(e);
+        } else {
+            lazy.extend(e);
+        }
+    }
+    if let Some(g) = first_disagreeing {
+        let n = disagree.iter().filter(|b| **b).count();
+        warnings.push(format!(
+            "{n} group(s) have an inode in use past bg_itable_unused (first: group {g}); their \
+             inode tables are copied whole. Run `e2fsck -f`"
+        ));
+    }
+    let bitmaps = ExtentList::from_unsorted(
+        descs
+            .iter()
+            .flat_map(|d| [d.bg_block_bitmap, d.bg_inode_bitmap])
+            .filter_map(|b| cluster_extent(l, b, 1))
+            .collect(),
+    );
+    Ok(ItableTails {
+        zeroed: ExtentList::from_unsorted(zeroed).subtract(&bitmaps),
+        lazy: ExtentList::from_unsorted(lazy).subtract(&bitmaps),
     })
 }

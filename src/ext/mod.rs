@@ -7,7 +7,8 @@
 //!
 //! Files: `superblock` (fields, features), `layout` (validated geometry and
 //! e2fsprogs' placement rules), `desc` (group descriptors, their checksums),
-//! `bitmap` (bit runs), `crc` (CRC-32C, CRC-16), `le` (field access), `map`
+//! `bitmap` (bit runs), `crc` (CRC-32C, CRC-16), `le` (field access),
+//! `itable` (inode-table tails and what the fs assumes about them), `map`
 //! (the I/O and assembly).
 
 #![warn(clippy::arithmetic_side_effects)]
@@ -15,6 +16,7 @@
 mod bitmap;
 mod crc;
 mod desc;
+mod itable;
 mod layout;
 mod le;
 mod map;
@@ -155,8 +157,35 @@ pub struct FsMap {
     /// block (bigalloc: every cluster) the bitmaps mark, plus the metadata
     /// of `BLOCK_UNINIT` groups computed as e2fsprogs does.
     pub used: ExtentList,
+    /// The parts of `used` that are inode-table blocks past the last inode
+    /// in use (`bg_itable_unused`), by what the filesystem assumes of them.
+    pub itable_tails: ItableTails,
     /// Things the operator should know (backup superblock used, live map, ...).
     pub warnings: Vec<String>,
+}
+
+/// Inode-table blocks past the last inode in use, in groups whose
+/// descriptors carry a trusted `bg_itable_unused` (`uninit_bg` or
+/// `metadata_csum`). See `src/ext/itable.rs` for the rule and the kernel and
+/// e2fsprogs sources it rests on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ItableTails {
+    /// Groups flagged `INODE_ZEROED`: read again once an inode there is
+    /// allocated, and taken as unused inodes, so a copy must hold zeros (or
+    /// the source's bytes) here.
+    pub zeroed: ExtentList,
+    /// Groups not yet zeroed: the kernel's lazyinit zeroes them at the
+    /// first read-write mount before anything reads them; any content does.
+    pub lazy: ExtentList,
+}
+
+impl FsMap {
+    /// The bytes whose content matters: `used` without the inode-table tails.
+    pub fn data(&self) -> ExtentList {
+        self.used
+            .subtract(&self.itable_tails.zeroed)
+            .subtract(&self.itable_tails.lazy)
+    }
 }
 
 /// Read the used-block map of the ext2/3/4 filesystem on `dev`.

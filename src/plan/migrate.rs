@@ -232,6 +232,10 @@ pub fn undo_command(step: &Step, tool: ServiceTool) -> Option<String> {
             Some(tool.service("start", service.name()))
         }
         Step::StopService { units, .. } => Some(tool.service("start", &units.join(" "))),
+        Step::Unmount { mount } if crate::plan::quiesce::is_fuse(&mount.fstype) => Some(format!(
+            "(none: FUSE mount {} stays unmounted until what mounted it runs again)",
+            mount.mount_point.display()
+        )),
         Step::Unmount { mount } => Some(format!(
             "mount -t {} {} {}",
             mount.fstype,

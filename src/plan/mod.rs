@@ -6,13 +6,17 @@
 #![warn(clippy::arithmetic_side_effects)]
 
 pub mod bench;
+pub mod boot;
 pub mod copy;
+pub mod create;
 pub mod finish;
 pub mod grow;
 pub mod identity;
 pub mod migrate;
 pub mod pivot;
+pub mod precopy;
 pub mod preflight;
 pub mod quiesce;
 pub mod services;
 pub mod target;
+pub mod transform;

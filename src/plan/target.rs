@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result, Stage};
-use crate::probe::device::{DeviceFacts, DeviceKind, Span};
+use crate::probe::device::{DeviceFacts, DeviceKind, MountUse, Span};
 
 /// Which safety rule refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -36,6 +36,8 @@ pub enum Rule {
     TooSmall,
     /// The target carries a filesystem, LVM, md, swap or partition-table signature.
     Signature,
+    /// A `--delta`/`--resume` target that does not hold an earlier copy of the source.
+    NotACopy,
 }
 
 /// One refusal: which device, why, and what to do.
@@ -170,6 +172,10 @@ pub fn check_source(source: &DeviceFacts) -> Vec<Refusal> {
     let Some(m) = source.mounted_rw() else {
         return Vec::new();
     };
+    let subject = match mount_subject(source, m) {
+        s if s.is_empty() => "the source is".to_string(),
+        s => format!("the source's {s}is"),
+    };
     let mp = m.mount_point.display();
     let hint = if m.mount_point == Path::new("/") && m.pid.is_none() {
         "it is the running root: run `reroot quiesce` first (or copy a snapshot)".to_string()
@@ -180,7 +186,7 @@ pub fn check_source(source: &DeviceFacts) -> Vec<Refusal> {
         source,
         Rule::SourceMountedRw,
         format!(
-            "the source is {}: its contents would change while it is read",
+            "{subject} {}: its contents would change while it is read",
             m.describe()
         ),
         hint,
@@ -199,16 +205,29 @@ fn mount_hint(dev: &DeviceFacts) -> String {
     format!("unmount it ({}) or pick another device", cmds.join(", "))
 }
 
+/// Whose mount `m` is, seen from `dev`: `""` (its own), `"its partition
+/// loop1p1 "`, or `"loop device /dev/loop5 stacked on it "`.
+fn mount_subject(dev: &DeviceFacts, m: &MountUse) -> String {
+    if dev.name.as_deref() == Some(m.device.as_str()) {
+        String::new()
+    } else if dev.partitions.contains(&m.device) {
+        format!("its partition {} ", m.device)
+    } else {
+        let what = match dev.holders.iter().find(|h| h.name == m.device) {
+            Some(h) => h.describe(),
+            None => format!("/dev/{}", m.device),
+        };
+        format!("{what} stacked on it ")
+    }
+}
+
 fn mount_reason(dev: &DeviceFacts) -> String {
     let parts: Vec<String> = dev
         .mounts
         .iter()
-        .map(|m| {
-            if dev.name.as_deref() == Some(m.device.as_str()) {
-                m.describe()
-            } else {
-                format!("its partition {} is {}", m.device, m.describe())
-            }
+        .map(|m| match mount_subject(dev, m) {
+            s if s.is_empty() => m.describe(),
+            s => format!("{s}is {}", m.describe()),
         })
         .collect();
     parts.join("; ")
@@ -333,11 +352,15 @@ fn check_one(
             .holders
             .iter()
             .map(|h| {
-                if target.name.as_deref() == Some(h.of.as_str()) || target.kind == DeviceKind::File
+                if target.name.as_deref() == Some(h.of.as_str())
+                    || (target.kind == DeviceKind::File
+                        && h.of == target.path.display().to_string())
                 {
                     format!("held by {}", h.describe())
-                } else {
+                } else if target.partitions.contains(&h.of) {
                     format!("its partition {} is held by {}", h.of, h.describe())
+                } else {
+                    format!("held by {} (stacked on {})", h.describe(), h.of)
                 }
             })
             .collect();
@@ -378,13 +401,17 @@ fn check_one(
         ));
     }
     if target.size < needed_bytes {
+        // reroot never shrinks (`reroot grow` only grows): say what works.
+        let shrink = "reroot does not shrink filesystems; to make the source smaller, copy it \
+                      to a big enough image first and shrink that copy offline \
+                      (`e2fsck -f IMG && resize2fs -M IMG`), then copy the image";
         let hint = match target.kind {
-            DeviceKind::Block => {
-                "grow the target or shrink the source first (`reroot grow`, `resize2fs SRC SIZE`)"
-                    .to_string()
-            }
+            DeviceKind::Block => format!(
+                "use a target of at least {needed_bytes} bytes (a bigger device, or extend it: \
+                 `lvextend -L {needed_bytes}b`); {shrink}"
+            ),
             DeviceKind::File => format!(
-                "grow it (`truncate -s {needed_bytes} {}`) or shrink the source first",
+                "grow it (`truncate -s {needed_bytes} {}`); {shrink}",
                 target.path.display()
             ),
         };
@@ -476,6 +503,47 @@ pub fn check_copy(
     out
 }
 
+/// A delta pass (`--delta`, `--resume`) writes only where the target
+/// differs, so it expects an earlier copy of this very source there: every
+/// signature on the target must be one of the source's (same kind, place,
+/// UUID and filesystem size). A target with no signature is fine (nothing
+/// on it to lose, as for a plain copy). `--force` skips this rule.
+pub fn check_delta(source: &DeviceFacts, targets: &[DeviceFacts]) -> Vec<Refusal> {
+    let mut out = Vec::new();
+    for t in targets {
+        let Some(foreign) = t.signatures.iter().find(|ts| {
+            !source.signatures.iter().any(|ss| {
+                ss.kind == ts.kind
+                    && ss.offset == ts.offset
+                    && ss.uuid == ts.uuid
+                    && ss.fs_bytes == ts.fs_bytes
+            })
+        }) else {
+            continue;
+        };
+        let src_sig = match source.signatures.first() {
+            Some(s) => s.describe(),
+            None => "no signature".into(),
+        };
+        out.push(Refusal::new(
+            t,
+            Rule::NotACopy,
+            format!(
+                "carries {} {} that is not an earlier copy of the source {} ({src_sig}): a --delta or --resume pass would overwrite it",
+                article(&foreign.describe()),
+                foreign.describe(),
+                source.path.display()
+            ),
+            format!(
+                "check that {} is the right target; to overwrite it, copy without --delta/--resume and with --force (or wipe it with `wipefs -a {}`)",
+                t.path.display(),
+                t.path.display()
+            ),
+        ));
+    }
+    out
+}
+
 /// `reroot verify SRC DST` writes nothing, but compares only stable data:
 /// neither side may be mounted read-write, and they must be two devices.
 pub fn check_verify(source: &DeviceFacts, target: &DeviceFacts) -> Vec<Refusal> {
@@ -508,7 +576,7 @@ pub fn check_verify(source: &DeviceFacts, target: &DeviceFacts) -> Vec<Refusal> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::device::{DevNo, Holder, MountUse, StorageId};
+    use crate::probe::device::{DevNo, Holder, StorageId};
     use crate::probe::signature::{Signature, SignatureKind};
 
     const MIB: u64 = 1 << 20;
@@ -589,6 +657,7 @@ mod tests {
     fn mounted_target_names_every_mount() {
         let src = block(0, GIB);
         let mut dst = block(1, GIB);
+        dst.partitions = vec!["loop1p1".into()];
         dst.mounts = vec![
             mount("loop1", "/mnt/a", true, None),
             mount("loop1p1", "/b", false, Some(42)),
@@ -618,6 +687,7 @@ mod tests {
                 name: holder.into(),
                 dm_name: dm.map(String::from),
                 of: "loop1".into(),
+                offset: 0,
             }];
             dst.exclusive_busy = true;
             let r = check_copy(&src, &[dst], GIB, false);
@@ -626,15 +696,56 @@ mod tests {
             assert!(r[0].reason.starts_with("held by"), "{}", r[0].reason);
         }
         let mut dst = block(1, GIB);
+        dst.partitions = vec!["loop1p2".into()];
         dst.holders = vec![Holder {
             name: "md1".into(),
             dm_name: None,
             of: "loop1p2".into(),
+            offset: 0,
         }];
         let r = check_targets(&src, &[dst], GIB, false);
         assert_eq!(
             r[0].reason,
             "its partition loop1p2 is held by md RAID device md1"
+        );
+        // Issue 11: stacked further up, and mounted there.
+        let mut dst = block(1, GIB);
+        dst.holders = vec![
+            Holder {
+                name: "loop5".into(),
+                dm_name: None,
+                of: "loop1".into(),
+                offset: MIB,
+            },
+            Holder {
+                name: "dm-2".into(),
+                dm_name: Some("up".into()),
+                of: "loop5".into(),
+                offset: 0,
+            },
+        ];
+        dst.mounts = vec![mount("dm-2", "/mnt/y", true, None)];
+        let r = check_targets(&src, &[dst.clone()], GIB, false);
+        assert_eq!(rules(&r), [Rule::Mounted, Rule::Held]);
+        assert_eq!(
+            r[0].reason,
+            "device-mapper device up (dm-2) stacked on it is mounted at /mnt/y (ext4, read-only)"
+        );
+        assert_eq!(
+            r[1].reason,
+            "held by loop device /dev/loop5 (at byte 1048576); \
+             held by device-mapper device up (dm-2) (stacked on loop5)"
+        );
+        // A source whose stacked device is mounted read-write is refused.
+        dst.mounts[0].read_only = false;
+        let r = check_source(&dst);
+        assert_eq!(rules(&r), [Rule::SourceMountedRw]);
+        assert!(
+            r[0].reason.starts_with(
+                "the source's device-mapper device up (dm-2) stacked on it is mounted at /mnt/y"
+            ),
+            "{}",
+            r[0].reason
         );
     }
 
@@ -809,13 +920,70 @@ mod tests {
             r[0].reason,
             "is 512 MiB (536870912 bytes) but the filesystem needs 1 GiB (1073741824 bytes)"
         );
-        assert!(r[0].hint.contains("grow the target or shrink the source"));
+        // Issue 11: the hint sent the user to `reroot grow` to shrink the source.
+        assert!(!r[0].hint.contains("reroot grow"), "{}", r[0].hint);
+        assert!(r[0].hint.contains("resize2fs -M IMG"), "{}", r[0].hint);
+        assert!(
+            r[0].hint.contains("reroot does not shrink"),
+            "{}",
+            r[0].hint
+        );
         // Exactly enough is fine.
         assert!(check_copy(&block(0, GIB), &[block(1, GIB)], GIB, false).is_empty());
         let mut f = DeviceFacts::new("/var/tmp/t.img", DeviceKind::File, MIB);
         f.ino = 3;
         let r = check_copy(&block(0, GIB), &[f], GIB, false);
         assert!(r[0].hint.contains("truncate -s 1073741824 /var/tmp/t.img"));
+    }
+
+    /// Issue 11: `--delta` overwrote any filesystem (`mkfs.xfs -L precious
+    /// $T; reroot copy --delta $SRC $T` exited 0).
+    #[test]
+    fn delta_onto_a_foreign_filesystem_is_refused() {
+        let ext4 = |uuid: &str, bytes: u64| Signature {
+            kind: SignatureKind::Ext4,
+            offset: 1080,
+            uuid: Some(uuid.into()),
+            label: Some("root".into()),
+            detail: None,
+            fs_bytes: Some(bytes),
+        };
+        let mut src = block(0, GIB);
+        src.signatures = vec![ext4("aa", GIB)];
+        // Blank target (an interrupted first pass wrote nothing yet): fine.
+        let mut dst = block(1, GIB);
+        assert!(check_delta(&src, std::slice::from_ref(&dst)).is_empty());
+        // An earlier copy: same UUID and size (the label may have changed).
+        dst.signatures = vec![ext4("aa", GIB)];
+        dst.signatures[0].label = Some("copy".into());
+        assert!(check_delta(&src, std::slice::from_ref(&dst)).is_empty());
+        // Another filesystem, or the same UUID with another geometry.
+        for other in [
+            ext4("bb", GIB),
+            ext4("aa", GIB / 2),
+            Signature {
+                kind: SignatureKind::Xfs,
+                offset: 0,
+                uuid: Some("aa".into()),
+                label: Some("precious".into()),
+                detail: None,
+                fs_bytes: Some(GIB),
+            },
+        ] {
+            dst.signatures = vec![other];
+            let r = check_delta(&src, std::slice::from_ref(&dst));
+            assert_eq!(rules(&r), [Rule::NotACopy]);
+            assert!(
+                r[0].reason
+                    .contains("is not an earlier copy of the source /dev/loop0"),
+                "{}",
+                r[0].reason
+            );
+            assert!(r[0].hint.contains("--force"), "{}", r[0].hint);
+        }
+        // A source with no signature: anything on the target is foreign.
+        src.signatures.clear();
+        assert_eq!(rules(&check_delta(&src, &[dst])), [Rule::NotACopy]);
     }
 
     #[test]

@@ -156,15 +156,20 @@ impl MountUse {
 }
 
 /// Something stacked on the device: a dm/md device listed in
-/// `/sys/class/block/X/holders`, or (for an image file) a loop device over it.
+/// `/sys/class/block/X/holders`, a loop device whose backing file is the
+/// device node (sysfs does not list those), or (for an image file) a loop
+/// device over it; and, transitively, whatever is stacked on those.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Holder {
     /// Kernel name of the holder (`dm-0`, `md0`, `loop3`).
     pub name: String,
     /// Device-mapper name (`vg-root`), from `/sys/class/block/dm-N/dm/name`.
     pub dm_name: Option<String>,
-    /// What it holds: the device itself or one of its partitions.
+    /// What it holds: the device itself, one of its partitions, or (stacked
+    /// further up) another holder.
     pub of: String,
+    /// For a loop device: its `--offset` into what it holds, in bytes.
+    pub offset: u64,
 }
 
 impl Holder {
@@ -175,7 +180,11 @@ impl Holder {
         } else if self.name.starts_with("md") {
             format!("md RAID device {}", self.name)
         } else if self.name.starts_with("loop") {
-            format!("loop device /dev/{}", self.name)
+            if self.offset > 0 {
+                format!("loop device /dev/{} (at byte {})", self.name, self.offset)
+            } else {
+                format!("loop device /dev/{}", self.name)
+            }
         } else {
             format!("device {}", self.name)
         }
@@ -305,10 +314,10 @@ impl DeviceFacts {
     }
 }
 
-/// Everything about `path`, read through `root` (`SysRoot::live()` in
-/// production). Refuses a path that does not exist or is neither a block
-/// device nor a regular file.
-pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
+/// What `path` is: a block device or a regular file, with its metadata.
+/// Refuses (exit 3) a path that does not exist or is something else (a
+/// directory, a character device), saying so once.
+pub fn kind_of(path: &Path) -> Result<(fs::Metadata, DeviceKind)> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -337,6 +346,14 @@ pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
                 .hint("give a block device (see `lsblk`) or a regular image file"),
         );
     };
+    Ok((meta, kind))
+}
+
+/// Everything about `path`, read through `root` (`SysRoot::live()` in
+/// production). Refuses a path that does not exist or is neither a block
+/// device nor a regular file.
+pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
+    let (meta, kind) = kind_of(path)?;
     let file = File::open(path).map_err(|e| Error::io("open", e).device(path))?;
     let ioerr = |what: &'static str| move |e: io::Error| Error::io(what, e).device(path);
     let mut facts = DeviceFacts::new(path, kind, blkdev::size(&file).map_err(ioerr("size"))?);
@@ -468,26 +485,108 @@ pub fn loop_backing(root: &SysRoot, name: &str) -> Option<LoopBacking> {
     })
 }
 
-fn holders_of(root: &SysRoot, name: &str) -> Vec<Holder> {
-    names_in(&class_block(root, name).join("holders"))
+/// What a loop device reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backing {
+    /// A regular file, and the device its filesystem is on.
+    File { id: StorageId, host: DevNo },
+    /// A block device node (`losetup /dev/loop1 /dev/loop0`): stacked.
+    Block { dev: DevNo },
+}
+
+/// What loop device `lb` reads (`None` for a deleted or replaced file).
+/// Paths under `/dev` are looked up under the root's `dev_dir`; a node that
+/// is not there is found by its kernel name in sysfs.
+fn loop_backing_id(root: &SysRoot, lb: &LoopBacking) -> Option<Backing> {
+    if lb.deleted {
+        return None;
+    }
+    let under_dev = lb.file.strip_prefix("/dev").ok();
+    let path = under_dev.map_or_else(|| lb.file.clone(), |rel| root.dev_dir.join(rel));
+    match fs::metadata(&path) {
+        Ok(m) if m.file_type().is_block_device() => Some(Backing::Block {
+            dev: DevNo::from_raw(m.rdev()),
+        }),
+        Ok(m) if m.file_type().is_file() => {
+            let host = DevNo::from_raw(m.dev());
+            Some(Backing::File {
+                id: StorageId::File {
+                    dev: host,
+                    ino: m.ino(),
+                },
+                host,
+            })
+        }
+        Ok(_) => None,
+        Err(_) => {
+            let name = under_dev?.file_name()?.to_str()?;
+            devno_of(root, name).map(|dev| Backing::Block { dev })
+        }
+    }
+}
+
+/// Every loop device and what it reads.
+fn all_loops(root: &SysRoot) -> Vec<(String, LoopBacking, Backing)> {
+    names_in(&root.sys("class/block"))
+        .into_iter()
+        .filter_map(|name| {
+            let lb = loop_backing(root, &name)?;
+            let b = loop_backing_id(root, &lb)?;
+            Some((name, lb, b))
+        })
+        .collect()
+}
+
+/// What is stacked directly on block device `name`: the dm/md devices in
+/// its `holders/`, and loop devices whose backing file is its node.
+fn holders_of(root: &SysRoot, loops: &[(String, LoopBacking, Backing)], name: &str) -> Vec<Holder> {
+    let mut out: Vec<Holder> = names_in(&class_block(root, name).join("holders"))
         .into_iter()
         .map(|h| Holder {
             dm_name: read_trim(&class_block(root, &h).join("dm/name")),
             name: h,
             of: name.to_string(),
+            offset: 0,
         })
-        .collect()
+        .collect();
+    if let Some(me) = devno_of(root, name) {
+        for (l, lb, b) in loops {
+            if *b == (Backing::Block { dev: me }) {
+                out.push(Holder {
+                    name: l.clone(),
+                    dm_name: None,
+                    of: name.to_string(),
+                    offset: lb.offset,
+                });
+            }
+        }
+    }
+    out
 }
 
-/// The file a loop device reads, as a storage object (when it can be stat'ed
-/// and is not a deleted or replaced file).
-fn loop_file_id(lb: &LoopBacking) -> Option<(StorageId, DevNo)> {
-    if lb.deleted {
-        return None;
+/// `first` and everything stacked on them (and on their partitions), all
+/// the way up, each once.
+fn stacked_closure(
+    root: &SysRoot,
+    loops: &[(String, LoopBacking, Backing)],
+    mut first: Vec<Holder>,
+) -> Vec<Holder> {
+    let mut out: Vec<Holder> = Vec::new();
+    let mut i = 0;
+    while i < first.len() {
+        let h = first[i].clone();
+        i += 1;
+        if out.iter().any(|o| o.name == h.name) || out.len() > 256 {
+            continue;
+        }
+        let mut lower = vec![h.name.clone()];
+        lower.extend(partitions_of(root, &h.name));
+        out.push(h);
+        for l in lower {
+            first.extend(holders_of(root, loops, &l));
+        }
     }
-    let m = fs::metadata(&lb.file).ok()?;
-    let dev = DevNo::from_raw(m.dev());
-    Some((StorageId::File { dev, ino: m.ino() }, dev))
+    out
 }
 
 const MAX_DEPTH: u32 = 8;
@@ -528,14 +627,35 @@ fn footprint(
         );
     }
     if let Some(lb) = loop_backing(root, name) {
-        if let Some((on, host)) = loop_file_id(&lb) {
-            spans.push(Span {
-                on,
-                name: lb.file.display().to_string(),
-                start: lb.offset.saturating_add(start),
-                len,
-            });
-            hosts.insert(host);
+        match loop_backing_id(root, &lb) {
+            Some(Backing::File { id, host }) => {
+                spans.push(Span {
+                    on: id,
+                    name: lb.file.display().to_string(),
+                    start: lb.offset.saturating_add(start),
+                    len,
+                });
+                hosts.insert(host);
+            }
+            // A loop stacked on a block device: follow it down, at its offset.
+            Some(Backing::Block { dev }) => match kernel_name(root, dev) {
+                Some(lower) => footprint(
+                    root,
+                    &lower,
+                    lb.offset.saturating_add(start),
+                    len,
+                    depth + 1,
+                    spans,
+                    hosts,
+                ),
+                None => spans.push(Span {
+                    on: StorageId::Disk { dev },
+                    name: lb.file.display().to_string(),
+                    start: lb.offset.saturating_add(start),
+                    len,
+                }),
+            },
+            None => {}
         }
     }
     for s in names_in(&class_block(root, name).join("slaves")) {
@@ -589,10 +709,12 @@ pub fn fill_block_topology(root: &SysRoot, facts: &mut DeviceFacts) {
     facts.partitions = partitions_of(root, &name);
     facts.loop_backing = loop_backing(root, &name);
     facts.slaves = names_in(&class_block(root, &name).join("slaves"));
-    facts.holders = holders_of(root, &name);
+    let loops = all_loops(root);
+    let mut direct = holders_of(root, &loops, &name);
     for p in &facts.partitions {
-        facts.holders.extend(holders_of(root, p));
+        direct.extend(holders_of(root, &loops, p));
     }
+    facts.holders = stacked_closure(root, &loops, direct);
     let mut hosts = BTreeSet::new();
     let len = sysfs_bytes(root, &name).unwrap_or(facts.size);
     footprint(root, &name, 0, len, 0, &mut facts.footprint, &mut hosts);
@@ -613,17 +735,18 @@ pub fn fill_file_topology(root: &SysRoot, facts: &mut DeviceFacts) {
         len: facts.size,
     });
     facts.host_footprint = host_footprint(root, &BTreeSet::from([facts.dev]));
-    for name in names_in(&root.sys("class/block")) {
-        if let Some(lb) = loop_backing(root, &name) {
-            if loop_file_id(&lb).is_some_and(|(id, _)| id == me) {
-                facts.holders.push(Holder {
-                    name,
-                    dm_name: None,
-                    of: facts.path.display().to_string(),
-                });
-            }
-        }
-    }
+    let loops = all_loops(root);
+    let direct = loops
+        .iter()
+        .filter(|(_, _, b)| matches!(b, Backing::File { id, .. } if *id == me))
+        .map(|(name, lb, _)| Holder {
+            name: name.clone(),
+            dm_name: None,
+            of: facts.path.display().to_string(),
+            offset: lb.offset,
+        })
+        .collect();
+    facts.holders = stacked_closure(root, &loops, direct);
 }
 
 /// The mount tables worth checking: reroot's own, then one per other mount
@@ -665,25 +788,40 @@ pub fn mount_tables(root: &SysRoot) -> Result<Vec<(Option<u32>, Vec<Mount>)>> {
     Ok(tables)
 }
 
-/// Mounts of the device or its partitions, matched by device number (or,
-/// for filesystems with anonymous numbers like btrfs, by source `/dev/NAME`).
+/// Mounts of the device, its partitions and everything stacked on it
+/// ([`DeviceFacts::holders`] and their partitions), matched by device
+/// number (or, for filesystems with anonymous numbers like btrfs, by source
+/// `/dev/NAME`).
 pub fn find_mounts(root: &SysRoot, facts: &DeviceFacts) -> Result<Vec<MountUse>> {
-    let (Some(name), Some(rdev)) = (&facts.name, facts.rdev) else {
-        return Ok(Vec::new());
-    };
-    let mut ours = vec![(name.clone(), rdev)];
-    for p in &facts.partitions {
-        if let Some(d) = devno_of(root, p) {
-            ours.push((p.clone(), d));
+    let mut ours: Vec<(String, DevNo)> = Vec::new();
+    if let (Some(name), Some(rdev)) = (&facts.name, facts.rdev) {
+        ours.push((name.clone(), rdev));
+        for p in &facts.partitions {
+            if let Some(d) = devno_of(root, p) {
+                ours.push((p.clone(), d));
+            }
         }
     }
+    for h in &facts.holders {
+        for n in std::iter::once(h.name.clone()).chain(partitions_of(root, &h.name)) {
+            if let Some(d) = devno_of(root, &n) {
+                if !ours.iter().any(|(o, _)| *o == n) {
+                    ours.push((n, d));
+                }
+            }
+        }
+    }
+    if ours.is_empty() {
+        return Ok(Vec::new());
+    }
+    let name = facts.name.clone().unwrap_or_default();
     let mut found: Vec<MountUse> = Vec::new();
     for (pid, table) in mount_tables(root)? {
         for m in &table {
             let Some((dev_name, _)) = ours.iter().find(|(n, d)| {
                 (m.major, m.minor) == (d.major, d.minor)
                     || Path::new(&m.source) == Path::new("/dev").join(n)
-                    || (*n == *name
+                    || (*n == name
                         && fs::canonicalize(&m.source).is_ok_and(|c| c == facts.canonical))
             }) else {
                 continue;
@@ -910,6 +1048,61 @@ mod tests {
         let names: Vec<_> = f.holders.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["loop1", "loop2"]);
         assert_eq!(f.holders[0].describe(), "loop device /dev/loop1");
+    }
+
+    /// Issue 11: a loop device whose backing file is another loop device's
+    /// node was neither in the lower one's holders nor in its footprint.
+    #[test]
+    fn stacked_loop_devices_are_holders_and_share_the_footprint() {
+        let fx = Fixture::new();
+        let img = fx.dir.path().join("small.img");
+        fs::write(&img, vec![0u8; 4096]).unwrap();
+        fx.disk("loop0", "7:0", 8 * MIB);
+        fx.disk("loop1", "7:1", 7 * MIB);
+        fx.disk("dm-3", "253:3", 7 * MIB);
+        fx.loop_file("loop0", &img, 0, 0);
+        fx.loop_file("loop1", Path::new("/dev/loop0"), MIB, 0);
+        fx.stack("dm-3", "loop1", Some("up"));
+        fx.mountinfo(
+            None,
+            "mnt:[1]",
+            "30 1 253:3 / /mnt/y ro - ext4 /dev/dm-3 ro\n",
+        );
+        let l0 = fx.block("loop0");
+        let names: Vec<_> = l0.holders.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["loop1", "dm-3"], "{:?}", l0.holders);
+        assert_eq!(
+            l0.holders[0].describe(),
+            "loop device /dev/loop1 (at byte 1048576)"
+        );
+        assert_eq!(l0.holders[1].of, "loop1");
+        // The mount two levels up is a mount of loop0's contents.
+        assert_eq!(l0.mounts.len(), 1, "{:?}", l0.mounts);
+        assert_eq!(l0.mounts[0].device, "dm-3");
+        // Down: loop1 covers loop0 from 1 MiB and the image under it.
+        let l1 = fx.block("loop1");
+        let (s, e) = l1
+            .footprint
+            .iter()
+            .find_map(|a| a.intersect(&l0.footprint[0]))
+            .expect("loop1 overlaps loop0");
+        assert_eq!((s, e), (MIB, 8 * MIB));
+        assert!(
+            l1.footprint
+                .iter()
+                .any(|a| a.intersect(&l0.footprint[1]).is_some())
+        );
+        // The image file: loop0 and everything above it hold it.
+        let m = fs::metadata(&img).unwrap();
+        let mut f = DeviceFacts::new(&img, DeviceKind::File, 4096);
+        f.dev = DevNo::from_raw(m.dev());
+        f.ino = m.ino();
+        fill_file_topology(&fx.root, &mut f);
+        let names: Vec<_> = f.holders.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["loop0", "loop1", "dm-3"]);
+        let mounts = find_mounts(&fx.root, &f).unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].mount_point, Path::new("/mnt/y"));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! Probes only read. They may import `units`, `error`, `ext` and `sys` (for
 //! ioctls that only query), never `plan` or `exec`.
 
+pub mod boot;
+pub mod btrfs;
 pub mod cgroup;
 pub mod cmdline;
 pub mod device;
@@ -17,9 +19,11 @@ pub mod loops;
 pub mod maps;
 pub mod mountinfo;
 pub mod process;
+pub mod queue;
 pub mod rootfs;
 pub mod signature;
 pub mod swaps;
+pub mod tracefs;
 pub mod unix;
 
 use std::path::{Path, PathBuf};

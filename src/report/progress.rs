@@ -50,11 +50,16 @@ pub struct Reporter {
 impl Reporter {
     /// Start the reporter thread.
     pub fn spawn(style: Style) -> Self {
+        Self::spawn_to(style, Box::new(std::io::stderr()))
+    }
+
+    /// Start the reporter thread, writing lines (not the bar) to `out`.
+    fn spawn_to(style: Style, out: Box<dyn Write + Send>) -> Self {
         let (tx, rx) = crossbeam_channel::unbounded::<Event>();
         let thread = std::thread::Builder::new()
             .name("reroot-report".into())
             .spawn(move || {
-                let mut state = State::new(style);
+                let mut state = State::new(style, out);
                 for ev in rx {
                     state.handle(ev);
                 }
@@ -94,6 +99,8 @@ struct Phase {
 
 struct State {
     style: Style,
+    /// Where lines go when there is no bar (stderr, or a test's buffer).
+    out: Box<dyn Write + Send>,
     bar: Option<ProgressBar>,
     phase: Option<Phase>,
 }
@@ -116,20 +123,20 @@ fn rate(bytes: u64, elapsed: Duration) -> String {
 }
 
 impl State {
-    fn new(style: Style) -> Self {
+    fn new(style: Style, out: Box<dyn Write + Send>) -> Self {
         Self {
             style,
+            out,
             bar: None,
             phase: None,
         }
     }
 
-    fn line(&self, msg: &str) {
+    fn line(&mut self, msg: &str) {
         match &self.bar {
             Some(bar) => bar.println(msg),
             None => {
-                let mut e = std::io::stderr().lock();
-                let _ = writeln!(e, "{msg}");
+                let _ = writeln!(self.out, "{msg}");
             }
         }
     }
@@ -246,15 +253,57 @@ fn make_bar(name: &str, total: Option<u64>, unit: Unit) -> ProgressBar {
 mod tests {
     use super::*;
 
-    #[test]
-    fn reporter_drains_all_events_and_stops() {
-        let r = Reporter::spawn(Style::Quiet);
+    /// A `Write` into a buffer the test keeps.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Send a phase with progress, an info and a warning; return what the
+    /// reporter printed once `finish` has returned.
+    fn shown(style: Style) -> String {
+        let out = Shared::default();
+        let r = Reporter::spawn_to(style, Box::new(out.clone()));
         let s = r.sink();
         s.phase("copy", Some(100), Unit::Bytes);
         s.progress(50);
+        s.info("note");
+        s.warn("careful");
         s.phase_end("copy", 100, Duration::from_millis(10));
         drop(s);
         r.finish();
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn reporter_drains_all_events_and_stops() {
+        // Every event sent before `finish` is shown by the time it returns.
+        let plain = shown(Style::Plain {
+            interval: Duration::ZERO,
+        });
+        let lines: Vec<&str> = plain.lines().collect();
+        assert_eq!(lines.len(), 5, "{plain}");
+        assert_eq!(lines[0], "copy: started (100 B)");
+        assert!(
+            lines[1].starts_with("copy: 50 B of 100 B (50%), "),
+            "{plain}"
+        );
+        assert_eq!(lines[2], "note");
+        assert_eq!(lines[3], "warning: careful");
+        assert!(
+            lines[4].starts_with("copy: done, 100 B in 0.0 s"),
+            "{plain}"
+        );
+        // Quiet shows warnings only.
+        assert_eq!(shown(Style::Quiet), "warning: careful\n");
     }
 
     #[test]

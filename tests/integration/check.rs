@@ -790,8 +790,9 @@ fn quiesce_drives_systemd_units_restart_stop_relinquish_and_resume_starts_them()
     require_tool!("perl");
     let v1 = Path::new("/sys/fs/cgroup/systemd");
     if !v1.join("cgroup.procs").exists() || Path::new("/run/systemd/system").exists() {
-        eprintln!("SKIP: needs the v1 name=systemd cgroup hierarchy on a host not run by systemd");
-        return;
+        return crate::common::skip(
+            "needs the v1 name=systemd cgroup hierarchy on a host not run by systemd",
+        );
     }
     let img = image();
     let mnt = crate::common::Mounted::new(img.dev.path(), &img.base.join("mnt"), None);

@@ -19,30 +19,56 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Skip the calling test (return early) unless running as root.
+/// The one way an integration test skips: print why, and under
+/// `REROOT_TEST_STRICT=1` (set by `.ci/run`) fail the test with that reason
+/// instead. The twin of `reroot::test_skip::skip` (the library's unit tests
+/// use that one; this binary cannot see `cfg(test)` items): keep the two
+/// identical in behaviour. `REROOT_TEST_ALLOW_SKIP` (test names, comma-
+/// separated) lets a capability the CI kernel lacks skip even when strict;
+/// every skip is appended to `REROOT_TEST_SKIP_LOG` when it is set.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let current = std::thread::current();
+    let test = current.name().unwrap_or("?");
+    let allowed = std::env::var("REROOT_TEST_ALLOW_SKIP").is_ok_and(|list| {
+        list.split(',')
+            .any(|t| !t.is_empty() && (test == t || test.ends_with(&format!("::{t}"))))
+    });
+    if std::env::var_os("REROOT_TEST_STRICT").is_some_and(|v| v == "1") && !allowed {
+        panic!("{test} cannot run here and REROOT_TEST_STRICT=1 forbids skipping: {reason}");
+    }
+    if let Some(log) = std::env::var_os("REROOT_TEST_SKIP_LOG") {
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(f, "{test}: {reason}");
+        }
+    }
+    eprintln!("SKIP {test}: {reason}");
+}
+
+/// Skip the calling test (return early) unless running as root; under
+/// `REROOT_TEST_STRICT=1` fail it instead (see [`skip`]).
 #[allow(unused_macros)]
 macro_rules! require_root {
     () => {
         if !$crate::common::is_root() {
-            eprintln!(
-                "SKIP {}: needs root (loop devices, mounts); run `sudo cargo test` or use CI",
-                module_path!()
+            $crate::common::skip(
+                "needs root (loop devices, mounts); run `sudo cargo test` or use CI",
             );
             return;
         }
     };
 }
 
-/// Skip the calling test unless `tool` is on PATH.
+/// Skip the calling test unless `tool` is on PATH; under
+/// `REROOT_TEST_STRICT=1` fail it instead (see [`skip`]).
 #[allow(unused_macros)]
 macro_rules! require_tool {
     ($tool:expr) => {
         if !$crate::common::have_tool($tool) {
-            eprintln!(
-                "SKIP {}: `{}` is not installed (.ci/run installs it)",
-                module_path!(),
+            $crate::common::skip(&format!(
+                "`{}` is not installed (.ci/run installs it)",
                 $tool
-            );
+            ));
             return;
         }
     };

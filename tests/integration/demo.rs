@@ -12,8 +12,7 @@ use serde_json::Value;
 fn demo_migrates_the_sandbox_and_leaves_nothing_behind() {
     require_root!();
     if let Err(e) = reroot::exec::demo::requirements() {
-        eprintln!("SKIP: {e}");
-        return;
+        return crate::common::skip(&e.to_string());
     }
     let out = crate::common::reroot()
         .args(["demo", "--json"])
@@ -93,8 +92,7 @@ fn demo_explains_what_it_needs_without_root() {
     // As root, drop to nobody for this run (setpriv, util-linux).
     let mut cmd = if crate::common::is_root() {
         if !crate::common::have_tool("setpriv") {
-            eprintln!("SKIP: no setpriv to run the demo as an ordinary user");
-            return;
+            return crate::common::skip("no setpriv to run the demo as an ordinary user");
         }
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])

@@ -91,11 +91,21 @@ fn signatures_of_real_mkfs_match_blkid() {
         ("ext3", SignatureKind::Ext3, vec!["-L", "three"]),
         ("ext4", SignatureKind::Ext4, vec!["-L", "four"]),
     ];
-    if crate::common::have_tool("mkfs.xfs") {
-        cases.push(("xfs", SignatureKind::Xfs, vec!["-L", "ex"]));
-    }
-    if crate::common::have_tool("mkfs.btrfs") {
-        cases.push(("btrfs", SignatureKind::Btrfs, vec!["-L", "bt"]));
+    for (tool, case) in [
+        ("mkfs.xfs", ("xfs", SignatureKind::Xfs, vec!["-L", "ex"])),
+        (
+            "mkfs.btrfs",
+            ("btrfs", SignatureKind::Btrfs, vec!["-L", "bt"]),
+        ),
+    ] {
+        if crate::common::have_tool(tool) {
+            cases.push(case);
+        } else {
+            crate::common::skip(&format!(
+                "`{tool}` is not installed: {} not compared",
+                case.0
+            ));
+        }
     }
     for (fstype, kind, extra) in cases {
         sh(&format!("wipefs -a -q {}", dev.path().display()));
@@ -500,8 +510,7 @@ impl Drop for DmLinear {
 fn held_by_device_mapper() {
     require_root!();
     if !have_dm() {
-        eprintln!("SKIP held_by_device_mapper: no device-mapper in this kernel");
-        return;
+        return crate::common::skip("no device-mapper in this kernel (`dmsetup version` fails)");
     }
     let (_s, _i, src) = loopdev(16 * MIB);
     let (_t, _j, dst) = loopdev(16 * MIB);
@@ -729,4 +738,193 @@ fn cli_signature_needs_force_and_source_must_not_be_rw() {
     let _ro = Mounted::new(src.path(), &sd.path().join("mnt"), Some("ro"));
     cli_copies(src.path(), dst.path(), &["--force"]);
     assert_eq!(blkid(dst.path(), "LABEL"), "src");
+}
+
+/// Issue 11: a loop device stacked on the source's loop device was accepted
+/// as a target (`LL=$(losetup -f --show $LS); reroot copy --delta $LS $LL`
+/// exited 0 and wrote onto the source); the other way round, the source
+/// stacked on the target, must be refused too.
+#[test]
+fn stacked_loop_on_the_source_is_refused() {
+    require_root!();
+    let (_s, ls) = ext4_source();
+    let ll = LoopDev::attach(ls.path(), &[]);
+    let before = content_hash(ls.path());
+    cli_refuses(
+        ls.path(),
+        &[ll.path()],
+        &["--delta"],
+        ll.path(),
+        "overlaps the source",
+    );
+    cli_refuses(
+        ls.path(),
+        &[ll.path()],
+        &["--force"],
+        ll.path(),
+        "overlaps the source",
+    );
+    // The source stacked on the target: the target holds it.
+    cli_refuses(
+        ll.path(),
+        &[ls.path()],
+        &["--force"],
+        ls.path(),
+        &format!("held by loop device {}", ll.path().display()),
+    );
+    assert_eq!(content_hash(ls.path()), before, "the source changed");
+    assert!(crate::common::e2fsck_clean(ls.path()));
+}
+
+/// Issue 11: a device whose contents are mounted through a loop device
+/// stacked on it at an offset (`LY=$(losetup -f --show -o 1M $LX); mount -o
+/// ro $LY mnt; reroot copy small.img $LX`) was overwritten without even
+/// --force, corrupting the mounted filesystem.
+#[test]
+fn device_mounted_through_a_stacked_loop_is_refused() {
+    require_root!();
+    let (sd, src) = ext4_source();
+    let src_img = sd.path().join("src.img");
+    let (td, _i, lx) = loopdev(40 * MIB);
+    let ly = LoopDev::attach(lx.path(), &["--offset", &MIB.to_string()]);
+    mkfs("ext4", ly.path(), &["-L", "upper"]);
+    {
+        let m = Mounted::new(ly.path(), &td.path().join("w"), None);
+        sh(&format!(
+            "head -c 2000000 /dev/urandom > {}/keep",
+            m.dir().display()
+        ));
+    }
+    let m = Mounted::new(ly.path(), &td.path().join("mnt"), Some("ro"));
+    let keep = xxhash_rust::xxh3::xxh3_64(&fs::read(m.dir().join("keep")).unwrap());
+    let reason = format!(
+        "held by loop device {} (at byte {MIB})",
+        ly.path().display()
+    );
+    for extra in [
+        &[][..],
+        &["--force"][..],
+        &["--delta"][..],
+        &["--full", "--force"][..],
+    ] {
+        cli_refuses(&src_img, &[lx.path()], extra, lx.path(), &reason);
+    }
+    let t = facts(lx.path());
+    let r = target::check_copy(&facts(src.path()), &[t], MIB, true);
+    assert!(rules(&r).contains(&Rule::Held), "{r:?}");
+    let mounted = r
+        .iter()
+        .find(|r| r.rule == Rule::Mounted)
+        .expect("a Mounted refusal");
+    assert!(
+        mounted.reason.contains("stacked on it is mounted at"),
+        "{}",
+        mounted.reason
+    );
+    // The mounted filesystem is intact.
+    sh("sync");
+    assert_eq!(
+        xxhash_rust::xxh3::xxh3_64(&fs::read(m.dir().join("keep")).unwrap()),
+        keep
+    );
+    drop(m);
+    assert!(crate::common::e2fsck_clean(ly.path()));
+}
+
+/// Issue 11: an image-file source mounted read-write through a loop device
+/// was not refused (`mount /dev/loop0 mnt; reroot copy --full small.img
+/// /dev/loop1` exited 0), although the loop device itself as the source was.
+#[test]
+fn image_source_mounted_rw_through_a_loop_is_refused() {
+    require_root!();
+    let (sd, src) = ext4_source();
+    let src_img = sd.path().join("src.img");
+    let (_t, _i, dst) = loopdev(32 * MIB);
+    stamp(dst.path());
+    let _rw = Mounted::new(src.path(), &sd.path().join("mnt"), None);
+    let reason = format!(
+        "the source's loop device {} stacked on it is mounted at",
+        src.path().display()
+    );
+    cli_refuses(&src_img, &[dst.path()], &["--full"], &src_img, &reason);
+    cli_refuses(&src_img, &[dst.path()], &["--force"], &src_img, &reason);
+}
+
+/// Issue 11: `--delta` / `--resume` overwrote any filesystem (`mkfs.xfs -f -L
+/// precious $T; reroot copy --delta $SRC $T` exited 0). A delta pass needs an
+/// earlier copy of this very source on the target, or --force.
+#[test]
+fn delta_onto_a_foreign_filesystem_is_refused() {
+    require_root!();
+    let (sd, src) = ext4_source();
+    // mkfs.xfs wants at least 300 MB.
+    let (_t, _i, dst) = loopdev(320 * MIB);
+    let mut foreign = vec![("ext4", vec!["-L", "precious"])];
+    if crate::common::have_tool("mkfs.xfs") {
+        foreign.push(("xfs", vec!["-L", "precious"]));
+    }
+    for (fstype, extra) in foreign {
+        sh(&format!("wipefs -a -q {}", dst.path().display()));
+        mkfs(fstype, dst.path(), &extra);
+        for flag in ["--delta", "--resume"] {
+            cli_refuses(
+                src.path(),
+                &[dst.path()],
+                &[flag],
+                dst.path(),
+                "that is not an earlier copy of the source",
+            );
+        }
+        assert_eq!(blkid(dst.path(), "LABEL"), "precious", "{fstype}");
+    }
+    // An earlier copy of the source: the delta pass runs and rewrites what changed.
+    cli_copies(src.path(), dst.path(), &["--force"]);
+    {
+        let m = Mounted::new(src.path(), &sd.path().join("m"), None);
+        sh(&format!(
+            "head -c 500000 /dev/urandom > {}/new",
+            m.dir().display()
+        ));
+    }
+    cli_copies(src.path(), dst.path(), &["--delta"]);
+    let out = crate::common::reroot()
+        .arg("verify")
+        .arg(src.path())
+        .arg(dst.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // --force overrides the rule (the user says the target is theirs to lose).
+    sh(&format!("wipefs -a -q {}", dst.path().display()));
+    mkfs("ext4", dst.path(), &["-L", "precious"]);
+    cli_copies(src.path(), dst.path(), &["--delta", "--force"]);
+    assert_eq!(blkid(dst.path(), "LABEL"), "src");
+}
+
+/// Issue 11: the TooSmall refusal told the user to shrink the source with
+/// `reroot grow`, which never shrinks.
+#[test]
+fn too_small_hint_does_not_offer_reroot_grow() {
+    require_tool!("mkfs.ext4");
+    let dir = scratch();
+    let src = sparse_file(&dir.path().join("src.img"), 32 * MIB);
+    mkfs("ext4", &src, &[]);
+    let dst = sparse_file(&dir.path().join("small.img"), 16 * MIB);
+    let out = crate::common::reroot()
+        .arg("copy")
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("but the filesystem needs 32 MiB"), "{err}");
+    assert!(!err.contains("reroot grow"), "{err}");
+    assert!(err.contains("reroot does not shrink"), "{err}");
+    assert!(err.contains(&format!("truncate -s {} ", 32 * MIB)), "{err}");
+    assert_eq!(fs::metadata(&dst).unwrap().len(), 16 * MIB);
 }

@@ -259,10 +259,11 @@ fn collect_files(top: &Path, dir: &Path, out: &mut Vec<String>) {
 }
 
 /// One matrix case: build, compare, return the document for extra checks
-/// (`None`: e2fsprogs is missing, the test is skipped).
+/// (`None`: e2fsprogs is missing, the test is skipped through
+/// [`crate::common::skip`], which fails it under `REROOT_TEST_STRICT=1`).
 fn case(fstype: &str, mib: u64, opts: &[&str]) -> Option<serde_json::Value> {
     if !have_tool("dumpe2fs") || !have_tool("debugfs") {
-        eprintln!("SKIP: e2fsprogs (dumpe2fs, debugfs) is not installed (.ci/run installs it)");
+        crate::common::skip("e2fsprogs (dumpe2fs, debugfs) is not installed (.ci/run installs it)");
         return None;
     }
     let img = build(fstype, mib, opts, 10 << 20);

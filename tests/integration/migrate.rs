@@ -25,9 +25,10 @@ use std::time::Duration;
 use reroot::exec::demo::{Facts, Rig, RigOptions, Run, SCENARIO_LIB};
 use serde_json::Value;
 
+/// True (after [`crate::common::skip`]) when the sandbox cannot run here.
 fn skip() -> bool {
     if let Err(e) = reroot::exec::demo::requirements() {
-        eprintln!("SKIP: {e}");
+        crate::common::skip(&e.to_string());
         return true;
     }
     false
@@ -410,8 +411,7 @@ fn on_a_terminal_it_asks_twice_and_goes_on_with_yes() {
         return;
     }
     if !crate::common::have_tool("script") {
-        eprintln!("SKIP: no `script` (util-linux) to give migrate a terminal");
-        return;
+        return crate::common::skip("no `script` (util-linux) to give migrate a terminal");
     }
     let scenario = r#"
 sec before; facts
@@ -571,6 +571,9 @@ fn refusals_on_this_machine_change_nothing() {
                 .contains("is not the device of /"),
             "{v:#}"
         );
+    } else {
+        // The rest runs without root; this part cannot.
+        crate::common::skip("the not-the-root-device refusal needs root");
     }
     assert!(!Path::new(&state).join("migrate.journal").exists());
     // Nothing to resume or show.

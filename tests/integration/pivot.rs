@@ -210,15 +210,17 @@ done_rc() { echo "$1" >/run/sandbox/poweroff; exit "$1"; }
 sleep 1
 "#;
 
+/// True (after [`crate::common::skip`], which fails the test under
+/// `REROOT_TEST_STRICT=1`) when a tool the sandbox needs is missing.
 fn skip_without_tools() -> bool {
     for t in ["unshare", "losetup", "mkfs.ext4", "tune2fs", "ldd"] {
         if !crate::common::have_tool(t) {
-            eprintln!("SKIP: `{t}` is not installed");
+            crate::common::skip(&format!("`{t}` is not installed"));
             return true;
         }
     }
     if sandbox::find_busybox().is_err() {
-        eprintln!("SKIP: no static busybox (apt-get install busybox-static)");
+        crate::common::skip("no static busybox (apt-get install busybox-static)");
         return true;
     }
     false

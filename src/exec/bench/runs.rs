@@ -532,15 +532,14 @@ mod tests {
                 Op::Copy
             };
             let s = Strategy::new(op, method, 1 << 20, 4);
-            let (sample, _) = match run_one(&s, &ctx) {
-                Ok(x) => x,
-                Err(e) if method == Method::Uring || method == Method::Pipeline => {
-                    // No io_uring in this sandbox: the row reports the error.
-                    eprintln!("SKIP {method:?}: {e}");
+            let ring = matches!(method, Method::Uring | Method::Pipeline | Method::UringXxh3);
+            if ring {
+                if let Some(why) = crate::test_skip::io_uring_missing() {
+                    crate::test_skip::skip(&format!("{method:?}: {why}"));
                     continue;
                 }
-                Err(e) => panic!("{method:?}: {e}"),
-            };
+            }
+            let (sample, _) = run_one(&s, &ctx).unwrap_or_else(|e| panic!("{method:?}: {e}"));
             assert_eq!(sample.bytes, limit, "{method:?}");
             assert!(sample.ops > 0 && sample.seconds > 0.0, "{method:?}");
             let got = std::fs::read(&dst).unwrap();

@@ -9,6 +9,7 @@
 //! and the source or the hash table, hash, record differing chunks).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -18,6 +19,7 @@ use crate::sys::buf::{Buf, BufPool};
 
 use super::hash::Hashers;
 use super::io::{BlockIo, Done, OpError};
+use super::zero::{self, ZeroError, ZeroTargets};
 
 /// What one pass does with each chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +69,9 @@ pub struct PassStats {
     pub bytes_read: u64,
     /// Bytes written to all targets.
     pub bytes_written: u64,
+    /// Bytes of all-zero chunks zeroed on the targets instead of written
+    /// (summed over targets, like `bytes_written`).
+    pub bytes_zeroed: u64,
     /// Bytes of chunks fully processed (source bytes).
     pub bytes_done: u64,
     /// Delta: target bytes already equal to the source, not written.
@@ -120,6 +125,16 @@ struct Job {
 
 const WHICH_WRITE: u64 = 0xff;
 
+/// What [`Run::try_zero`] did.
+enum Zeroed {
+    /// Not zeros, or no cheap zeroing: write.
+    No,
+    /// Zeroed on every target in the mask.
+    Yes,
+    /// An I/O error, recorded.
+    Failed,
+}
+
 fn tag(job: usize, which: u64) -> u64 {
     ((job as u64) << 8) | which
 }
@@ -139,6 +154,7 @@ pub struct Pipeline {
     pool: BufPool,
     hashers: Hashers,
     targets: usize,
+    zero: Option<Arc<ZeroTargets>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -183,7 +199,14 @@ impl Pipeline {
             pool,
             hashers,
             targets,
+            zero: None,
         })
+    }
+
+    /// Zero all-zero chunks on the targets instead of writing them (copy
+    /// and delta passes), where `targets` can do it without moving data.
+    pub fn set_zero_targets(&mut self, targets: Option<Arc<ZeroTargets>>) {
+        self.zero = targets;
     }
 
     /// The engine's name.
@@ -460,7 +483,17 @@ impl Run<'_, '_> {
         let (chunk, stage) = (self.jobs[j].chunk, self.jobs[j].stage);
         let chunk_idx = usize::try_from(chunk).unwrap_or(usize::MAX);
         match (self.pass, stage) {
-            (Pass::Copy { .. }, Stage::Read) => self.write(j, self.all_targets),
+            (Pass::Copy { .. }, Stage::Read) => match self.try_zero(j, self.all_targets) {
+                Zeroed::No => self.write(j, self.all_targets),
+                Zeroed::Yes => {
+                    // As if the write had completed: hash (or finish) next.
+                    let job = &mut self.jobs[j];
+                    job.stage = Stage::Write;
+                    job.write_mask = self.all_targets;
+                    self.advance(j);
+                }
+                Zeroed::Failed => self.finish(j, false),
+            },
             (Pass::Copy { hash: true }, Stage::Write) => {
                 let job = &mut self.jobs[j];
                 // OK to unwrap: the write completion put the buffer back.
@@ -507,7 +540,11 @@ impl Run<'_, '_> {
                     self.finish(j, true);
                 } else {
                     self.record_mismatches(j, mask);
-                    self.write(j, mask);
+                    match self.try_zero(j, mask) {
+                        Zeroed::No => self.write(j, mask),
+                        Zeroed::Yes => self.finish(j, true),
+                        Zeroed::Failed => self.finish(j, false),
+                    }
                 }
             }
             (Pass::Delta, _) => self.finish(j, true),
@@ -546,6 +583,40 @@ impl Run<'_, '_> {
                     offset: self.jobs[j].offset,
                     len: self.jobs[j].len as u64,
                 });
+            }
+        }
+    }
+
+    /// Zero the job's chunk on the targets in `mask` instead of writing
+    /// it, when it is all zeros and the targets zero cheaply.
+    fn try_zero(&mut self, j: usize, mask: u64) -> Zeroed {
+        let Some(z) = self.p.zero.clone().filter(|z| z.usable()) else {
+            return Zeroed::No;
+        };
+        let job = &mut self.jobs[j];
+        let (offset, len) = (job.offset, job.len as u64);
+        let zeros = len >= zero::MIN_ZERO_BYTES
+            && job.bufs[0]
+                .as_ref()
+                .is_some_and(|b| b.as_slice().get(..job.len).is_some_and(zero::is_zero));
+        if !zeros {
+            return Zeroed::No;
+        }
+        match z.zero(mask, offset, len) {
+            Ok(()) => {
+                self.stats.bytes_zeroed += len * u64::from(mask.count_ones());
+                Zeroed::Yes
+            }
+            Err(ZeroError::Unsupported) => Zeroed::No,
+            Err(ZeroError::Io { device, error }) => {
+                let path = self.cfg.paths.get(device).cloned().unwrap_or_default();
+                self.fail(
+                    Error::io("write-zeroes (fallocate) failed", error)
+                        .device(path)
+                        .offset(offset),
+                );
+                self.jobs[j].failed = true;
+                Zeroed::Failed
             }
         }
     }

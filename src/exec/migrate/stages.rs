@@ -123,11 +123,21 @@ impl Worker {
     }
 
     pub(super) fn stage_copy(&mut self, live: bool) -> Result<StageSummary> {
+        // A pre-copy that runs again (after a crash or a kill) keeps what
+        // the interrupted run wrote: a delta pass compares every chunk's
+        // hash on both sides and writes only those that differ, so nothing
+        // is trusted that is not on the target (a lost write is rewritten).
+        let resumed = live
+            && self
+                .summary
+                .stage(Stage::Precopy)
+                .is_some_and(|s| s.runs > 1);
         let opts = if live {
             // The target was checked (no signature) by the check stage; a
             // re-run after an interruption finds our own partial copy there.
             CopyOptions {
                 live: true,
+                delta: resumed,
                 verify: VerifyMode::None,
                 force: true,
                 ..CopyOptions::default()
@@ -148,7 +158,13 @@ impl Worker {
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
-            if live { "live pre-copy" } else { "delta pass" },
+            if resumed {
+                "live pre-copy, resumed (chunks already on the target kept)"
+            } else if live {
+                "live pre-copy"
+            } else {
+                "delta pass"
+            },
             crate::plan::target::human_bytes(r.bytes_written),
             crate::plan::target::human_bytes(r.bytes_unchanged),
             crate::plan::target::human_bytes(r.map.used_bytes),
@@ -288,10 +304,42 @@ impl Worker {
                 )),
             }
         }
+        let mut notes = report.warnings.clone();
+        if let Some(id) = &report.old_identity {
+            notes.push(format!(
+                "old root {}: label {:?} -> {:?}, UUID {} -> {}{}",
+                id.device.display(),
+                id.label_before,
+                id.label_after,
+                id.uuid_before,
+                id.uuid_after,
+                id.uuid_deferred
+                    .as_deref()
+                    .map(|w| format!(" (a new UUID when it is unmounted: {w})"))
+                    .unwrap_or_default()
+            ));
+        }
+        match &report.shutdown_guard {
+            Some(Ok(g)) => notes.push(format!("shutdown guard: {g}")),
+            Some(Err(why)) => todo.push(why.clone()),
+            None => {}
+        }
+        for n in &report.names {
+            notes.push(format!(
+                "{} ({}) -> {:?}{}",
+                n.name,
+                n.used_by,
+                n.target,
+                n.left
+                    .as_deref()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            ));
+        }
         Ok(StageSummary {
             restarted,
             todo,
-            notes: report.warnings.clone(),
+            notes,
             detail: serde_json::to_value(&report).ok(),
             moment_ms,
             ..StageSummary::default()
@@ -402,8 +450,17 @@ impl Worker {
         let mut last_error = String::new();
         let r = loop {
             let r = finish::finish(&fo)?;
+            // Login sessions end when their users log out: wait for them
+            // as long as it takes (the operator's command has returned by
+            // then); --release-timeout bounds the wait for anything else.
+            let only_sessions = !r.holders.is_empty()
+                && r.namespaces.is_empty()
+                && r.submounts.is_empty()
+                && r.holders
+                    .iter()
+                    .all(|g| g.class == crate::plan::pivot::RestartClass::Session);
             match &r.error {
-                Some(e) if !r.unmounted && Instant::now() < deadline => {
+                Some(e) if !r.unmounted && (only_sessions || Instant::now() < deadline) => {
                     if *e != last_error {
                         self.say(&format!(
                             "finish: waiting for the old root to be released: {e}"
@@ -446,6 +503,15 @@ impl Worker {
                     )
                 }
             ));
+        }
+        for n in &r.names {
+            match &n.left {
+                None => s.notes.push(format!(
+                    "{} ({}) names the new root only",
+                    n.name, n.used_by
+                )),
+                Some(l) => s.todo.push(format!("{} ({}): {l}", n.name, n.used_by)),
+            }
         }
         for c in &r.boot.commands {
             s.todo.push(format!("run: {}", c.join(" ")));
