@@ -4,8 +4,12 @@
 #
 #   tools/build-static.sh [OUTDIR]     (default: target/static)
 #
-# Writes OUTDIR/reroot and OUTDIR/reroot.sha256 (sha256sum format), and
-# with --package also OUTDIR/share/{man/man1/reroot.1,bash-completion/...}.
+#   tools/build-static.sh --package    (OUTDIR is target/static)
+#
+# Writes OUTDIR/reroot and OUTDIR/reroot.sha256 (sha256sum format). With
+# --package also the manual and the completions under OUTDIR/share, and,
+# when cargo-deb is installed, the Debian package OUTDIR/reroot_*.deb
+# (`cargo deb --no-build`, metadata in Cargo.toml).
 #
 # Why musl (x86_64-unknown-linux-musl) first:
 # - A static glibc binary still loads NSS modules (dlopen) for getpwnam,
@@ -26,6 +30,10 @@ cd "$(dirname "$0")/.."
 package=0
 if [[ ${1:-} == --package ]]; then package=1; shift; fi
 out=${1:-target/static}
+if ((package)) && [[ $out != target/static ]]; then
+    echo "build-static: --package writes to target/static (Cargo.toml's deb assets name it)" >&2
+    exit 2
+fi
 mkdir -p "$out"
 
 musl=x86_64-unknown-linux-musl
@@ -78,6 +86,12 @@ if ((package)); then
     "$out/reroot" --generate complete-bash >"$share/bash-completion/completions/reroot"
     "$out/reroot" --generate complete-zsh >"$share/zsh/vendor-completions/_reroot"
     "$out/reroot" --generate complete-fish >"$share/fish/vendor_completions.d/reroot.fish"
+    if cargo deb --version >/dev/null 2>&1; then
+        rm -f "$out"/reroot_*.deb
+        cargo deb --no-build --no-strip --target "$target" -o "$out" >&2
+    else
+        echo "build-static: cargo-deb is not installed (cargo install cargo-deb); no .deb" >&2
+    fi
 fi
 
 echo "build-static: $target, $(stat -c %s "$out/reroot") bytes" >&2
