@@ -735,6 +735,7 @@ mod tests {
             choices: Choices {
                 grow: true,
                 new_uuid: false,
+                ..Choices::default()
             },
             yes: false,
             force: false,

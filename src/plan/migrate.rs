@@ -134,6 +134,13 @@ pub struct Choices {
     pub grow: bool,
     /// Give the copy a new UUID.
     pub new_uuid: bool,
+    /// `--verify-full`: after the final dirty pass, compare every used
+    /// block of both devices inside the read-only window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_full: bool,
+    /// `--no-track`: no write tracking; the window holds a full delta pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_track: bool,
 }
 
 /// Why a stage does not run with these choices, if it does not.
@@ -684,6 +691,7 @@ mod tests {
         let all = Choices {
             grow: true,
             new_uuid: true,
+            ..Choices::default()
         };
         assert_eq!(stages(&all).len(), 10);
         assert_eq!(next_stage(&[], &none), Some(Stage::Check));
@@ -788,6 +796,7 @@ mod tests {
             &Choices {
                 grow: true,
                 new_uuid: false,
+                ..Choices::default()
             },
         );
         assert_eq!(p.stages.len(), Stage::ALL.len());
@@ -843,6 +852,7 @@ mod tests {
             &Choices {
                 grow: true,
                 new_uuid: true,
+                ..Choices::default()
             },
         );
         let by = |s: Stage| p.stages.iter().find(|x| x.stage == s).unwrap();

@@ -30,8 +30,16 @@ mod tests {
     #[test]
     fn reads_the_device_or_its_disk() {
         let dir = tempfile::tempdir().unwrap();
-        crate::probe::fixture::put(dir.path(), "sys/class/block/loop3/queue/write_zeroes_max_bytes", "4294966784\n");
-        crate::probe::fixture::put(dir.path(), "sys/class/block/sda/queue/write_zeroes_max_bytes", "0\n");
+        crate::probe::fixture::put(
+            dir.path(),
+            "sys/class/block/loop3/queue/write_zeroes_max_bytes",
+            "4294966784\n",
+        );
+        crate::probe::fixture::put(
+            dir.path(),
+            "sys/class/block/sda/queue/write_zeroes_max_bytes",
+            "0\n",
+        );
         let root = SysRoot::under(dir.path());
         let mut f = DeviceFacts::new("/dev/loop3", DeviceKind::Block, 1 << 20);
         f.name = Some("loop3".into());

@@ -254,6 +254,7 @@ mod tests {
             choices: Choices {
                 grow: true,
                 new_uuid: false,
+                ..Choices::default()
             },
             yes: true,
             force: false,

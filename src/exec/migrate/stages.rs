@@ -14,11 +14,14 @@ use crate::exec::copy::{self, CopyOptions, VerifyMode};
 use crate::exec::finish::{self, FinishOptions};
 use crate::exec::journal::StageSummary;
 use crate::exec::pivot::{self, PivotOptions, PivotReport, RestartMode};
+use crate::exec::precopy::{Live, PrecopyOptions, PrecopyReport};
 use crate::exec::quiesce;
 use crate::exec::services::Status;
+use crate::exec::track::TrackOptions;
 use crate::plan::migrate::{self as plan, ServiceTool, Stage};
 use crate::plan::pivot::RestartClass;
 use crate::plan::preflight::{Category, Severity};
+use crate::plan::target::human_bytes;
 
 use super::worker::{Failure, Worker};
 
@@ -123,6 +126,12 @@ impl Worker {
     }
 
     pub(super) fn stage_copy(&mut self, live: bool) -> Result<StageSummary> {
+        if live {
+            return self.stage_precopy();
+        }
+        if let Some(l) = self.live.take() {
+            return self.stage_window(l);
+        }
         let opts = if live {
             // The target was checked (no signature) by the check stage; a
             // re-run after an interruption finds our own partial copy there.
@@ -163,7 +172,88 @@ impl Worker {
         })
     }
 
+    /// Track writes and copy in rounds while the system runs.
+    fn stage_precopy(&mut self) -> Result<StageSummary> {
+        let opts = PrecopyOptions {
+            // The target was checked (no signature) by the check stage; a
+            // re-run after an interruption finds our own partial copy there.
+            copy: CopyOptions {
+                live: true,
+                force: true,
+                ..CopyOptions::default()
+            },
+            track: !self.req.choices.no_track,
+            tracker: TrackOptions::default().with_test_switch_from_env(),
+            ..PrecopyOptions::default()
+        };
+        let l = Live::start(
+            &self.req.source,
+            std::slice::from_ref(&self.req.target),
+            &opts,
+            &self.events,
+        )?;
+        let r = l.report();
+        let mut notes = r.warnings.clone();
+        notes.extend(precopy_notes(r));
+        let s = StageSummary {
+            bytes_copied: r.rounds.iter().map(|x| x.bytes).sum(),
+            bytes_verified: r.rounds.iter().map(|x| x.bytes).sum(),
+            notes,
+            detail: serde_json::to_value(r).ok(),
+            ..StageSummary::default()
+        };
+        self.live = Some(l);
+        Ok(s)
+    }
+
+    /// Inside the read-only window: drain the tracker, copy and read back
+    /// the final dirty set (or a full delta pass without tracking).
+    fn stage_window(&mut self, l: Live) -> Result<StageSummary> {
+        let r = l.finish(&self.events)?;
+        let mut notes = r.warnings.clone();
+        let fp = r.final_pass.as_ref();
+        self.window_tracked = r.tracking.used && fp.is_some_and(|f| f.kind == "dirty");
+        if let Some(f) = fp {
+            notes.push(if f.kind == "dirty" {
+                format!(
+                    "read-only window: final dirty pass of {} ({} newly allocated), read back equal, {:.2} s",
+                    human_bytes(f.bytes),
+                    human_bytes(f.newly_used_bytes),
+                    f.seconds
+                )
+            } else {
+                format!(
+                    "read-only window: full delta pass over {} ({} written), {:.2} s",
+                    human_bytes(f.bytes),
+                    human_bytes(f.bytes_written),
+                    f.seconds
+                )
+            });
+        }
+        let tracking = match &r.tracking.reason {
+            None => format!("writes tracked: {} write event(s)", r.tracking.events),
+            Some(why) => format!("writes not tracked: {why}"),
+        };
+        notes.push(tracking);
+        Ok(StageSummary {
+            bytes_copied: fp.map_or(0, |f| f.bytes_written),
+            bytes_verified: fp.map_or(0, |f| f.bytes_verified),
+            notes,
+            detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
     pub(super) fn stage_verify(&mut self) -> Result<StageSummary> {
+        if self.window_tracked && !self.req.choices.verify_full {
+            return Ok(StageSummary {
+                notes: vec![
+                    "every tracked write was copied and read back in the window;                      --verify-full compares every used block as well"
+                        .into(),
+                ],
+                ..StageSummary::default()
+            });
+        }
         let r = copy::verify(
             &self.req.source,
             &self.req.target,
@@ -481,6 +571,35 @@ fn strip_log_prefix(line: &str) -> &str {
         }
     }
     rest
+}
+
+/// One line per pre-copy round, and why iterating stopped.
+fn precopy_notes(r: &PrecopyReport) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .rounds
+        .iter()
+        .map(|x| {
+            format!(
+                "pre-copy round {}: {} in {:.2} s, {} written meanwhile ({:.2} MB/s)",
+                x.round,
+                human_bytes(x.bytes),
+                x.seconds,
+                human_bytes(x.dirty_bytes),
+                x.dirty_bytes_per_s / 1e6
+            )
+        })
+        .collect();
+    if let Some(s) = r.stopped {
+        v.push(format!(
+            "pre-copy rounds stopped: {}",
+            match s {
+                crate::plan::precopy::Stop::Small => "the dirty set is small",
+                crate::plan::precopy::Stop::NotShrinking => "the dirty set stopped shrinking",
+                crate::plan::precopy::Stop::MaxRounds => "the most rounds were run",
+            }
+        ));
+    }
+    v
 }
 
 #[cfg(test)]
