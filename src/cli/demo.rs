@@ -99,7 +99,21 @@ fn print_human(r: &DemoReport) {
         }
         let h = |k: &str| reroot::plan::target::human_bytes(m[k].as_u64().unwrap_or(0));
         if let Some(w) = m["read_only_window_seconds"].as_f64() {
-            println!("  read-only window: {w:.2} s");
+            println!(
+                "  read-only window: {w:.2} s ({} copied inside it)",
+                h("window_bytes")
+            );
+        }
+        if let Some(t) = m["write_tracking"].as_str() {
+            println!(
+                "  live pre-copy: {} round(s), writes {}",
+                m["precopy_rounds"].as_u64().unwrap_or(0),
+                if t == "tracked" {
+                    "tracked".to_owned()
+                } else {
+                    format!("not tracked ({t})")
+                }
+            );
         }
         println!(
             "  copied {} (live pre-copy {}, delta {}), verified {}",

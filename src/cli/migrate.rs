@@ -660,10 +660,24 @@ pub fn print_report(r: &MigrateReport) {
             println!("              {n}");
         }
     }
-    if let Some(w) = r.read_only_window_seconds {
-        println!("read-only window: {w:.1} s");
-    }
     let h = reroot::plan::target::human_bytes;
+    if let Some(w) = r.read_only_window_seconds {
+        println!(
+            "read-only window: {w:.1} s ({} copied inside it)",
+            h(r.window_bytes)
+        );
+    }
+    if r.precopy_rounds > 0 {
+        println!(
+            "live pre-copy: {} round(s); writes {}",
+            r.precopy_rounds,
+            match r.write_tracking.as_deref() {
+                Some("tracked") => "tracked at the block layer".to_owned(),
+                Some(why) => format!("not tracked ({why})"),
+                None => "not tracked yet".to_owned(),
+            }
+        );
+    }
     println!(
         "copied: {} (live pre-copy {}, delta {}); verified: {}",
         h(r.bytes_copied),
