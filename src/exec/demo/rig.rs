@@ -217,26 +217,28 @@ pub struct RigOptions {
 /// together about `rate` bytes per second: appends with fsync (a log,
 /// truncated at 16 MiB), rewrites in place with fsync, new small files
 /// (the oldest deleted), and O_DIRECT rewrites of a database-like file.
+/// It keeps `journal` open for writing, as a database would, so that
+/// quiesce sees a writer and stops it before the remount to read-only.
 pub fn churn_script(rate: u64) -> String {
     // Blocks of 4 KiB per kind per tick: rate / 4 ticks / 4 kinds.
     let n = (rate / 16 / 4096).max(1);
     format!(
-        "mkdir -p /var/lib/churn/small
-cd /var/lib/churn
-         dd if=/dev/urandom of=db bs=4096 count=1024 2>/dev/null
-         dd if=/dev/urandom of=rw bs=4096 count=1024 conv=fsync 2>/dev/null
-         i=0
-         while :; do
-         dd if=/dev/urandom of=log bs=4096 count={n} oflag=append conv=notrunc,fsync 2>/dev/null
-         [ $(wc -c <log) -gt 16777216 ] && : >log
-         dd if=/dev/urandom of=rw bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) conv=notrunc,fsync 2>/dev/null
-         dd if=/dev/urandom of=small/f$i bs=4096 count={n} conv=fsync 2>/dev/null
-         rm -f small/f$((i - 16))
-         dd if=/dev/urandom of=db bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) oflag=direct conv=notrunc 2>/dev/null
-         i=$((i + 1))
-         sleep 0.25
-         done
-"
+        "mkdir -p /var/lib/churn/small\n\
+         cd /var/lib/churn\n\
+         exec 3>>journal\n\
+         dd if=/dev/urandom of=db bs=4096 count=1024 2>/dev/null\n\
+         dd if=/dev/urandom of=rw bs=4096 count=1024 conv=fsync 2>/dev/null\n\
+         i=0\n\
+         while :; do\n\
+         dd if=/dev/urandom of=log bs=4096 count={n} oflag=append conv=notrunc,fsync 2>/dev/null\n\
+         [ $(wc -c <log) -gt 16777216 ] && : >log\n\
+         dd if=/dev/urandom of=rw bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) conv=notrunc,fsync 2>/dev/null\n\
+         dd if=/dev/urandom of=small/f$i bs=4096 count={n} conv=fsync 2>/dev/null\n\
+         rm -f small/f$((i - 16))\n\
+         dd if=/dev/urandom of=db bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) oflag=direct conv=notrunc 2>/dev/null\n\
+         i=$((i + 1))\n\
+         sleep 0.25\n\
+         done\n"
     )
 }
 
@@ -666,6 +668,11 @@ mod tests {
         assert!(s.contains("oflag=direct conv=notrunc"));
         assert!(s.contains("rm -f small/"));
         assert!(churn_script(1).contains("count=1 "));
+        let st = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{s}");
     }
 
     #[test]
