@@ -42,6 +42,36 @@ also gets --new-uuid (mkfs.btrfs refuses a UUID another device carries). The mkf
 copied into the sandbox from this machine."
     )]
     pub mkfs: Option<super::transform::MkfsArg>,
+    /// Bytes of data in the sandbox's data tree (images sized to fit).
+    #[arg(
+        long,
+        value_name = "SIZE",
+        value_parser = super::grow::parse_size,
+        long_help = "The size of the data tree the sandbox's root carries (default 24M; K, M, G \
+suffixes). The old root image is sized to hold it with room to spare (1.5x plus 232 MiB) and \
+the target a quarter larger. Use it to see that the read-only window does not grow with the \
+used size: compare --data 256M with --data 2G, both with --churn."
+    )]
+    pub data: Option<u64>,
+    /// A service in the sandbox that writes RATE bytes per second throughout.
+    #[arg(
+        long,
+        value_name = "RATE",
+        value_parser = super::grow::parse_size,
+        long_help = "Start churn.service in the sandbox, writing about RATE bytes per second \
+(K, M, G suffixes) during the whole migration: appends with fsync, rewrites in place, new and \
+deleted small files, and O_DIRECT rewrites of a database-like file. The live pre-copy tracks \
+these writes and re-copies them in rounds; the read-only window copies only the last ones."
+    )]
+    pub churn: Option<u64>,
+    /// Compare every used block inside the read-only window (migrate --verify-full).
+    #[arg(
+        long,
+        long_help = "Pass --verify-full to the migration inside: after the final dirty pass, \
+hash every used block of both devices and compare them with the root read-only. Slower \
+window; proves that no write escaped the tracker."
+    )]
+    pub verify_full: bool,
     /// Internal: print the tree hash of DIR (used inside the sandbox).
     #[arg(long, hide = true, value_name = "DIR")]
     pub tree_hash: Option<PathBuf>,
@@ -64,6 +94,16 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             o.migrate_flags.push_str(" --new-uuid");
         }
         o.rig.extra_tools.push(kind.program().to_owned());
+    }
+    if let Some(data) = args.data {
+        let (old, new) = demo::image_sizes(data);
+        o.rig.data_bytes = data;
+        o.rig.old_bytes = old;
+        o.rig.new_bytes = new;
+    }
+    o.rig.churn_bytes_per_s = args.churn.unwrap_or(0);
+    if args.verify_full {
+        o.migrate_flags.push_str(" --verify-full");
     }
     let show = ctx.style != Style::Quiet;
     let signals = Interrupts::catch();
@@ -119,7 +159,21 @@ fn print_human(r: &DemoReport) {
         }
         let h = |k: &str| reroot::plan::target::human_bytes(m[k].as_u64().unwrap_or(0));
         if let Some(w) = m["read_only_window_seconds"].as_f64() {
-            println!("  read-only window: {w:.2} s");
+            println!(
+                "  read-only window: {w:.2} s ({} copied inside it)",
+                h("window_bytes")
+            );
+        }
+        if let Some(t) = m["write_tracking"].as_str() {
+            println!(
+                "  live pre-copy: {} round(s), writes {}",
+                m["precopy_rounds"].as_u64().unwrap_or(0),
+                if t == "tracked" {
+                    "tracked".to_owned()
+                } else {
+                    format!("not tracked ({t})")
+                }
+            );
         }
         println!(
             "  copied {} (live pre-copy {}, delta {}), verified {}",
@@ -199,6 +253,16 @@ mod tests {
         assert_eq!(parse(&[]).mkfs, None);
         assert_eq!(parse(&["--mkfs", "btrfs"]).mkfs, Some(MkfsArg::Btrfs));
         assert!(Cli::try_parse_from(["reroot", "demo", "--mkfs", "zfs"]).is_err());
+    }
+
+    #[test]
+    fn data_churn_and_verify_full_flags() {
+        let a = parse(&[]);
+        assert_eq!((a.data, a.churn, a.verify_full), (None, None, false));
+        assert_eq!(parse(&["--data", "2G"]).data, Some(2 << 30));
+        assert_eq!(parse(&["--churn", "4M"]).churn, Some(4 << 20));
+        assert!(parse(&["--verify-full"]).verify_full);
+        assert!(Cli::try_parse_from(["reroot", "demo", "--data", "lots"]).is_err());
     }
 
     #[test]

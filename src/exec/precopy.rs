@@ -288,36 +288,63 @@ impl Live {
 
     fn rounds(&mut self, events: &EventSink) -> Result<()> {
         let map1 = self.map1.clone();
-        let s = self.copy_set(&map1, 0, "round 1", events)?;
+        // A resumed pre-copy (`delta`) writes only the chunks that differ
+        // from what the interrupted run left on the target.
+        let s = if self.opts.copy.delta {
+            self.run_set(&map1, 0, Pass::Delta, "round 1", events)?
+        } else {
+            self.copy_set(&map1, 0, "round 1", events)?
+        };
         self.push_round(1, &s, events);
         let mut prev = None;
         let mut next = 2u32;
+        let mut last = false;
         loop {
-            let Some(t) = &self.tracker else {
+            if !self.take_into_pending(events) || last {
                 return Ok(());
-            };
-            match t.take() {
-                Ok(d) => {
-                    self.fill_dirty(d.total_bytes());
-                    self.pending.add(self.t0.elapsed(), d);
-                }
-                Err(e) => {
-                    self.lose_tracking(e, events);
-                    return Ok(());
-                }
             }
-            let set = self.pending.all();
-            let bytes = set.total_bytes();
+            let bytes = self.pending.all().total_bytes();
             if let Some(stop) = self.opts.stop.decide(next, bytes, prev) {
                 self.report.stopped = Some(stop);
-                return Ok(());
+                if bytes == 0 {
+                    return Ok(());
+                }
+                // The newest sets cannot retire in a round that starts at
+                // once (see plan::precopy): wait until they have settled and
+                // copy what is pending once more, so that the window holds
+                // only the writes from here on.
+                std::thread::sleep(self.opts.settle);
+                if !self.take_into_pending(events) {
+                    return Ok(());
+                }
+                last = true;
             }
+            let set = self.pending.all();
             let start = self.t0.elapsed();
             let s = self.copy_set(&set, DIRTY_MAX_GAP, &format!("round {next}"), events)?;
             self.pending.copied(start, self.opts.settle);
             self.push_round(next, &s, events);
-            prev = Some(bytes);
+            prev = Some(set.total_bytes());
             next = next.saturating_add(1);
+        }
+    }
+
+    /// Take the tracker's dirty set into the pending sets; false when
+    /// tracking is (now) off.
+    fn take_into_pending(&mut self, events: &EventSink) -> bool {
+        let Some(t) = &self.tracker else {
+            return false;
+        };
+        match t.take() {
+            Ok(d) => {
+                self.fill_dirty(d.total_bytes());
+                self.pending.add(self.t0.elapsed(), d);
+                true
+            }
+            Err(e) => {
+                self.lose_tracking(e, events);
+                false
+            }
         }
     }
 
@@ -335,12 +362,13 @@ impl Live {
         });
     }
 
-    /// The set just taken was written during the last round.
+    /// The set just taken was written during the last round (or the wait
+    /// after it).
     fn fill_dirty(&mut self, bytes: u64) {
         if let Some(r) = self.report.rounds.last_mut() {
-            r.dirty_bytes = bytes;
+            r.dirty_bytes = r.dirty_bytes.saturating_add(bytes);
             r.dirty_bytes_per_s = if r.seconds > 0.0 {
-                bytes as f64 / r.seconds
+                r.dirty_bytes as f64 / r.seconds
             } else {
                 0.0
             };

@@ -140,6 +140,13 @@ pub struct Choices {
     /// `--lossy`: a transform may drop what the new type cannot hold.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossy: bool,
+    /// `--verify-full`: after the final dirty pass, compare every used
+    /// block of both devices inside the read-only window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verify_full: bool,
+    /// `--no-track`: no write tracking; the window holds a full delta pass.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_track: bool,
 }
 
 /// Why a stage does not run with these choices, if it does not.

@@ -58,6 +58,11 @@ fn demo_migrates_the_sandbox_and_leaves_nothing_behind() {
     assert!(m["read_only_window_seconds"].as_f64().unwrap() > 0.0);
     assert!(m["bytes_precopied"].as_u64().unwrap() > 16 << 20);
     assert!(m["bytes_verified"].as_u64().unwrap() > 16 << 20);
+    // Writes were tracked: the window copied only what changed since the
+    // last round, far less than the pre-copy.
+    assert_eq!(m["write_tracking"], "tracked", "{m:#}");
+    assert!(m["precopy_rounds"].as_u64().unwrap() >= 1);
+    assert!(m["window_bytes"].as_u64().unwrap() < m["bytes_precopied"].as_u64().unwrap() / 4);
     // Progress went to stderr, from inside the sandbox.
     assert!(stderr.contains("stage pivot"), "{stderr}");
     // Nothing left on this machine: the loop devices are detached (or

@@ -48,6 +48,7 @@ fn rig_with(scenario: &str, tools: &[&str]) -> Rig {
         data_bytes: 8 << 20,
         scenario: format!("{SCENARIO_LIB}{scenario}"),
         extra_tools: tools.iter().map(|t| (*t).to_owned()).collect(),
+        churn_bytes_per_s: 0,
     };
     Rig::build(&o, &mut |_| {}).expect("building the sandbox rig")
 }

@@ -353,6 +353,7 @@ fn ansible_playbook_moves_a_sandbox_host() {
         data_bytes: 4 << 20,
         scenario: format!("{}{ANSIBLE_SCENARIO}", reroot::exec::demo::SCENARIO_LIB),
         extra_tools: Vec::new(),
+        churn_bytes_per_s: 0,
     };
     let rig = reroot::exec::demo::Rig::build(&opts, &mut |_| {}).expect("building the sandbox");
     let (old, new) = (rig.old.path().to_owned(), rig.new.path().to_owned());

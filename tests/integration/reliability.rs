@@ -99,6 +99,7 @@ mod sandbox {
             data_bytes: 8 << 20,
             scenario: format!("{SCENARIO_LIB}{scenario}"),
             extra_tools: Vec::new(),
+            churn_bytes_per_s: 0,
         };
         Rig::build(&o, &mut |_| {}).expect("building the sandbox rig")
     }

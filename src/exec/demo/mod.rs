@@ -75,6 +75,7 @@ impl DemoOptions {
                 old_bytes: 256 << 20,
                 new_bytes: 384 << 20,
                 data_bytes: 24 << 20,
+                churn_bytes_per_s: 0,
                 scenario: format!("{SCENARIO_LIB}{DEMO_SCENARIO}"),
                 extra_tools: Vec::new(),
             },
@@ -82,6 +83,19 @@ impl DemoOptions {
             limit: Duration::from_secs(240),
         }
     }
+}
+
+/// Image sizes (old root, target) for a data tree of `data` bytes: the
+/// old root holds it 1.5 times plus 232 MiB for the system and the churn,
+/// rounded up to 64 MiB; the target is a quarter larger.
+pub fn image_sizes(data: u64) -> (u64, u64) {
+    const ROUND: u64 = 64 << 20;
+    let old = data
+        .saturating_add(data / 2)
+        .saturating_add(232 << 20)
+        .div_ceil(ROUND)
+        .saturating_mul(ROUND);
+    (old, old.saturating_add(old / 4))
 }
 
 /// One check of the result.
@@ -336,6 +350,17 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn images_fit_the_data_with_room() {
+        let (old, new) = image_sizes(256 << 20);
+        assert_eq!(old, 640 << 20);
+        assert_eq!(new, 800 << 20);
+        let (old, new) = image_sizes(2 << 30);
+        assert!(old >= (3 << 30) + (232 << 20) && old % (64 << 20) == 0);
+        assert!(new > old);
+        assert!(image_sizes(u64::MAX).0 > 0);
+    }
 
     #[test]
     fn scenario_scripts_parse() {

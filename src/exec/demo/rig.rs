@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result, Stage};
-use crate::exec::sandbox::{self, Boot, CgroupDir, HostBinary, SandboxOptions};
+use crate::exec::sandbox::{self, Boot, CgroupDir, HostBinary, SandboxOptions, Service};
 use crate::probe::mountinfo::{self, Mount};
 
 use super::data::fill_data;
@@ -208,6 +208,38 @@ pub struct RigOptions {
     /// More host programs for the scenario, by name (copied with their
     /// libraries to `/usr/bin`; missing ones are skipped).
     pub extra_tools: Vec<String>,
+    /// A `churn.service` writing about this many bytes per second during
+    /// the whole migration (0: none); see [`churn_script`].
+    pub churn_bytes_per_s: u64,
+}
+
+/// The script of `churn.service`: four kinds of writes, four times a second,
+/// together about `rate` bytes per second: appends with fsync (a log,
+/// truncated at 16 MiB), rewrites in place with fsync, new small files
+/// (the oldest deleted), and O_DIRECT rewrites of a database-like file.
+/// It keeps `journal` open for writing, as a database would, so that
+/// quiesce sees a writer and stops it before the remount to read-only.
+pub fn churn_script(rate: u64) -> String {
+    // Blocks of 4 KiB per kind per tick: rate / 4 ticks / 4 kinds.
+    let n = (rate / 16 / 4096).max(1);
+    format!(
+        "mkdir -p /var/lib/churn/small\n\
+         cd /var/lib/churn\n\
+         exec 3>>journal\n\
+         dd if=/dev/urandom of=db bs=4096 count=1024 2>/dev/null\n\
+         dd if=/dev/urandom of=rw bs=4096 count=1024 conv=fsync 2>/dev/null\n\
+         i=0\n\
+         while :; do\n\
+         dd if=/dev/urandom of=log bs=4096 count={n} oflag=append conv=notrunc,fsync 2>/dev/null\n\
+         [ $(wc -c <log) -gt 16777216 ] && : >log\n\
+         dd if=/dev/urandom of=rw bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) conv=notrunc,fsync 2>/dev/null\n\
+         dd if=/dev/urandom of=small/f$i bs=4096 count={n} conv=fsync 2>/dev/null\n\
+         rm -f small/f$((i - 16))\n\
+         dd if=/dev/urandom of=db bs=4096 count={n} seek=$(( (i * {n}) % 1024 )) oflag=direct conv=notrunc 2>/dev/null\n\
+         i=$((i + 1))\n\
+         sleep 0.25\n\
+         done\n"
+    )
 }
 
 /// Two loop devices (an old root with the sandbox, an empty larger target)
@@ -291,6 +323,12 @@ impl Rig {
             if s.name == "holder.service" {
                 s.script = HOLDER_ONCE.to_owned();
             }
+        }
+        if o.churn_bytes_per_s > 0 {
+            opts.services.push(Service::new(
+                "churn.service",
+                &churn_script(o.churn_bytes_per_s),
+            ));
         }
         for t in &o.extra_tools {
             if let Some(from) = sandbox::host_tool(t) {
@@ -635,6 +673,22 @@ sleep 1
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn churn_script_writes_every_kind_at_the_rate() {
+        let s = churn_script(4 << 20);
+        // 4 MiB/s = 16 writes of 256 KiB (64 blocks) a second.
+        assert_eq!(s.matches("count=64 ").count(), 4, "{s}");
+        assert!(s.contains("oflag=append conv=notrunc,fsync"));
+        assert!(s.contains("oflag=direct conv=notrunc"));
+        assert!(s.contains("rm -f small/"));
+        assert!(churn_script(1).contains("count=1 "));
+        let st = std::process::Command::new("sh")
+            .args(["-n", "-c", &s])
+            .status()
+            .unwrap();
+        assert!(st.success(), "{s}");
+    }
 
     #[test]
     fn sections_and_facts_parse() {

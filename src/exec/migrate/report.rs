@@ -76,8 +76,18 @@ pub struct MigrateReport {
     pub bytes_delta: u64,
     /// All bytes written to the target.
     pub bytes_copied: u64,
-    /// Bytes verified equal.
+    /// Bytes verified equal (read back in the pre-copy rounds and the
+    /// window, and compared by the verify stage).
     pub bytes_verified: u64,
+    /// Live pre-copy rounds (round 1 copies every used block).
+    pub precopy_rounds: u64,
+    /// Bytes the read-only window copied or compared: the final dirty set
+    /// when writes were tracked, every used block otherwise.
+    pub window_bytes: u64,
+    /// `tracked`, or why writes were not tracked (the window then held a
+    /// full delta pass).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub write_tracking: Option<String>,
     /// What was restarted or started again.
     pub restarted: Vec<String>,
     /// The failure, if any.
@@ -148,7 +158,27 @@ pub fn build(s: &Summary, worker: Option<u32>, now_ms: u64, paths: &Paths) -> Mi
     let sum_of = |st: Stage| s.stage(st).and_then(|x| x.summary.as_ref());
     let bytes_precopied = sum_of(Stage::Precopy).map_or(0, |m| m.bytes_copied);
     let bytes_delta = sum_of(Stage::Copy).map_or(0, |m| m.bytes_copied);
-    let bytes_verified = sum_of(Stage::Verify).map_or(0, |m| m.bytes_verified);
+    let bytes_verified = [Stage::Precopy, Stage::Copy, Stage::Verify]
+        .into_iter()
+        .filter_map(sum_of)
+        .map(|m| m.bytes_verified)
+        .fold(0u64, u64::saturating_add);
+    let detail = |st: Stage| sum_of(st).and_then(|m| m.detail.as_ref());
+    let precopy_rounds = detail(Stage::Precopy)
+        .and_then(|d| d["rounds"].as_array())
+        .map_or(0, |r| r.len() as u64);
+    let window = detail(Stage::Copy);
+    let window_bytes = window
+        .and_then(|d| d["final_pass"]["bytes"].as_u64())
+        .unwrap_or(bytes_delta_planned(window));
+    let write_tracking = window.and_then(|d| {
+        let t = &d["tracking"];
+        if t["used"].as_bool()? {
+            Some("tracked".to_owned())
+        } else {
+            t["reason"].as_str().map(str::to_owned)
+        }
+    });
     let mut restarted = Vec::new();
     let mut todo = Vec::new();
     for st in Stage::ALL {
@@ -227,6 +257,9 @@ pub fn build(s: &Summary, worker: Option<u32>, now_ms: u64, paths: &Paths) -> Mi
         bytes_delta,
         bytes_copied: bytes_precopied.saturating_add(bytes_delta),
         bytes_verified,
+        precopy_rounds,
+        window_bytes,
+        write_tracking,
         restarted,
         failed,
         system_restored: s.rollback_done.as_ref().map(|r| r.0),
@@ -288,6 +321,13 @@ pub fn from_kept_copy(mut rep: MigrateReport, kept: &Path) -> MigrateReport {
         ),
     ];
     rep
+}
+
+/// A delta pass's planned bytes (a copy report's `bytes_planned`), 0 if none.
+fn bytes_delta_planned(detail: Option<&serde_json::Value>) -> u64 {
+    detail
+        .and_then(|d| d["bytes_planned"].as_u64())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -14,12 +14,15 @@ use crate::exec::copy::{self, CopyOptions, VerifyMode};
 use crate::exec::finish::{self, FinishOptions};
 use crate::exec::journal::StageSummary;
 use crate::exec::pivot::{self, PivotOptions, PivotReport, RestartMode};
+use crate::exec::precopy::{Live, PrecopyOptions, PrecopyReport};
 use crate::exec::quiesce;
 use crate::exec::services::Status;
+use crate::exec::track::TrackOptions;
 use crate::exec::transform::{self, Pass, TransformOptions};
 use crate::plan::migrate::{self as plan, ServiceTool, Stage};
 use crate::plan::pivot::RestartClass;
 use crate::plan::preflight::{Category, Severity};
+use crate::plan::target::human_bytes;
 use crate::plan::transform::MkfsType;
 
 use super::worker::{Failure, Worker};
@@ -130,31 +133,18 @@ impl Worker {
         if let Some(kind) = self.req.choices.mkfs {
             return self.stage_transform(kind, live);
         }
-        // A pre-copy that runs again (after a crash or a kill) keeps what
-        // the interrupted run wrote: a delta pass compares every chunk's
-        // hash on both sides and writes only those that differ, so nothing
-        // is trusted that is not on the target (a lost write is rewritten).
-        let resumed = live
-            && self
-                .summary
-                .stage(Stage::Precopy)
-                .is_some_and(|s| s.runs > 1);
-        let opts = if live {
-            // The target was checked (no signature) by the check stage; a
-            // re-run after an interruption finds our own partial copy there.
-            CopyOptions {
-                live: true,
-                delta: resumed,
-                verify: VerifyMode::None,
-                force: true,
-                ..CopyOptions::default()
-            }
-        } else {
-            CopyOptions {
-                delta: true,
-                verify: VerifyMode::Hash,
-                ..CopyOptions::default()
-            }
+        if live {
+            return self.stage_precopy();
+        }
+        if let Some(l) = self.live.take() {
+            return self.stage_window(l);
+        }
+        // Without a live pre-copy in this process (tracking off, or the
+        // worker restarted): a full delta pass in the window.
+        let opts = CopyOptions {
+            delta: true,
+            verify: VerifyMode::Hash,
+            ..CopyOptions::default()
         };
         let r = copy::copy(
             &self.req.source,
@@ -165,13 +155,7 @@ impl Worker {
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
-            if resumed {
-                "live pre-copy, resumed (chunks already on the target kept)"
-            } else if live {
-                "live pre-copy"
-            } else {
-                "delta pass"
-            },
+            "delta pass",
             crate::plan::target::human_bytes(r.bytes_written),
             crate::plan::target::human_bytes(r.bytes_unchanged),
             crate::plan::target::human_bytes(r.map.used_bytes),
@@ -186,9 +170,104 @@ impl Worker {
         })
     }
 
+    /// Track writes and copy in rounds while the system runs.
+    fn stage_precopy(&mut self) -> Result<StageSummary> {
+        // A pre-copy that runs again (after a crash or a kill) keeps what
+        // the interrupted run wrote: its first round is a delta pass that
+        // compares every chunk's hash on both sides and writes only those
+        // that differ, so nothing is trusted that is not on the target.
+        let resumed = self
+            .summary
+            .stage(Stage::Precopy)
+            .is_some_and(|s| s.runs > 1);
+        let opts = PrecopyOptions {
+            // The target was checked (no signature) by the check stage; a
+            // re-run after an interruption finds our own partial copy there.
+            copy: CopyOptions {
+                live: true,
+                delta: resumed,
+                force: true,
+                ..CopyOptions::default()
+            },
+            track: !self.req.choices.no_track,
+            tracker: TrackOptions::default().with_test_switch_from_env(),
+            ..PrecopyOptions::default()
+        };
+        let l = Live::start(
+            &self.req.source,
+            std::slice::from_ref(&self.req.target),
+            &opts,
+            &self.events,
+        )?;
+        let r = l.report();
+        let mut notes = r.warnings.clone();
+        if resumed {
+            notes.push(
+                "live pre-copy resumed: round 1 kept the chunks already on the target".into(),
+            );
+        }
+        notes.extend(precopy_notes(r));
+        let s = StageSummary {
+            bytes_copied: r.rounds.iter().map(|x| x.bytes).sum(),
+            bytes_verified: r.rounds.iter().map(|x| x.bytes).sum(),
+            notes,
+            detail: serde_json::to_value(r).ok(),
+            ..StageSummary::default()
+        };
+        self.live = Some(l);
+        Ok(s)
+    }
+
+    /// Inside the read-only window: drain the tracker, copy and read back
+    /// the final dirty set (or a full delta pass without tracking).
+    fn stage_window(&mut self, l: Live) -> Result<StageSummary> {
+        let r = l.finish(&self.events)?;
+        let mut notes = r.warnings.clone();
+        let fp = r.final_pass.as_ref();
+        self.window_tracked = r.tracking.used && fp.is_some_and(|f| f.kind == "dirty");
+        if let Some(f) = fp {
+            notes.push(if f.kind == "dirty" {
+                format!(
+                    "read-only window: final dirty pass of {} ({} newly allocated), read back equal, {:.2} s",
+                    human_bytes(f.bytes),
+                    human_bytes(f.newly_used_bytes),
+                    f.seconds
+                )
+            } else {
+                format!(
+                    "read-only window: full delta pass over {} ({} written), {:.2} s",
+                    human_bytes(f.bytes),
+                    human_bytes(f.bytes_written),
+                    f.seconds
+                )
+            });
+        }
+        let tracking = match &r.tracking.reason {
+            None => format!("writes tracked: {} write event(s)", r.tracking.events),
+            Some(why) => format!("writes not tracked: {why}"),
+        };
+        notes.push(tracking);
+        Ok(StageSummary {
+            bytes_copied: fp.map_or(0, |f| f.bytes_written),
+            bytes_verified: fp.map_or(0, |f| f.bytes_verified),
+            notes,
+            detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
     pub(super) fn stage_verify(&mut self) -> Result<StageSummary> {
         if let Some(kind) = self.req.choices.mkfs {
             return self.stage_verify_files(kind);
+        }
+        if self.window_tracked && !self.req.choices.verify_full {
+            return Ok(StageSummary {
+                notes: vec![
+                    "every tracked write was copied and read back in the window;                      --verify-full compares every used block as well"
+                        .into(),
+                ],
+                ..StageSummary::default()
+            });
         }
         let r = copy::verify(
             &self.req.source,
@@ -661,6 +740,35 @@ fn strip_log_prefix(line: &str) -> &str {
         }
     }
     rest
+}
+
+/// One line per pre-copy round, and why iterating stopped.
+fn precopy_notes(r: &PrecopyReport) -> Vec<String> {
+    let mut v: Vec<String> = r
+        .rounds
+        .iter()
+        .map(|x| {
+            format!(
+                "pre-copy round {}: {} in {:.2} s, {} written meanwhile ({:.2} MB/s)",
+                x.round,
+                human_bytes(x.bytes),
+                x.seconds,
+                human_bytes(x.dirty_bytes),
+                x.dirty_bytes_per_s / 1e6
+            )
+        })
+        .collect();
+    if let Some(s) = r.stopped {
+        v.push(format!(
+            "pre-copy rounds stopped: {}",
+            match s {
+                crate::plan::precopy::Stop::Small => "the dirty set is small",
+                crate::plan::precopy::Stop::NotShrinking => "the dirty set stopped shrinking",
+                crate::plan::precopy::Stop::MaxRounds => "the most rounds were run",
+            }
+        ));
+    }
+    v
 }
 
 #[cfg(test)]

@@ -64,6 +64,11 @@ pub(super) struct Worker {
     pub(super) reason: String,
     /// Stages done that run again (verify, on resume).
     pub(super) rerun: Vec<Stage>,
+    /// The live pre-copy between its rounds and the read-only window (held
+    /// in memory only: after a crash the window falls back to a full delta).
+    pub(super) live: Option<crate::exec::precopy::Live>,
+    /// The final pass copied and read back the tracked dirty set.
+    pub(super) window_tracked: bool,
 }
 
 /// Run the worker on the journal in `state_dir`. `reason`: `start`,
@@ -84,7 +89,14 @@ pub fn run(state_dir: &Path, reason: &str) -> Result<Outcome> {
         summary,
         reason: reason.to_owned(),
         rerun: Vec::new(),
+        live: None,
+        window_tracked: false,
     };
+    // A crashed or killed run (this migration's, on --resume, or another's)
+    // leaves its tracefs instance behind: remove those whose process is gone.
+    for name in crate::exec::track::remove_stale(&w.sys) {
+        w.say(&format!("removed the stale write-tracking instance {name}"));
+    }
     if parsed.torn_tail {
         w.say("the journal's last line was cut short (a crash?): it was dropped");
     }
