@@ -951,6 +951,11 @@ fn migrate_eio(pick: usize) -> String {
         e.to_string().contains(&dev),
         "the error names the target: {e:#}"
     );
+    let hint = e["hint"].as_str().unwrap_or_default();
+    assert!(
+        !hint.contains("--delta") && hint.contains("rolls back"),
+        "a migration's hint is about the migration: {e:#}"
+    );
     // The journal keeps the error as kind, message and hint: the offset is
     // in the message, "(at byte offset N)".
     let off: u64 = e["message"]
