@@ -151,7 +151,20 @@ impl Worker {
             std::slice::from_ref(&self.req.target),
             &opts,
             &self.events,
-        )?;
+        )
+        .map_err(|e| {
+            // copy's own hint ("rerun with --delta") is wrong here: the
+            // migration rolls back, and the way on is a new migration.
+            if e.hint_text().is_some_and(|h| h.contains("--delta")) {
+                e.hint(format!(
+                    "the migration rolls back; {} holds a partial copy, so a new \
+                     `reroot migrate` needs --force once the device is fixed",
+                    self.req.target.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
