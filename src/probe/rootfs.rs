@@ -107,6 +107,25 @@ fn backing_on_fs(path: &Path, deleted: bool, mounts: &[Mount], filter: &Filter) 
     statx_cached(path).is_ok_and(|st| filter.matches(st.dev))
 }
 
+/// Whether loop device `l` is backed by a file on the filesystem: the
+/// kernel's own record of the backing file (`LOOP_GET_STATUS64`: its
+/// `st_dev`) when the device node can be opened here, which holds in every
+/// mount namespace and for deleted files; else [`backing_on_fs`] by path,
+/// except that a deleted file seen only by path is not claimed. Claiming it
+/// would have quiesce detach a loop device of another namespace (the
+/// machine's, seen from a sandbox) whose deleted file merely has a path
+/// that also exists here; a real one left out makes the remount fail with
+/// EBUSY, whose re-scan names it.
+fn loop_on_fs(sys: &SysRoot, l: &loops::LoopDevice, mounts: &[Mount], filter: &Filter) -> bool {
+    let node = sys.dev_dir.join(&l.name);
+    if let Ok(f) = std::fs::File::open(&node) {
+        if let Ok((dev, _ino)) = crate::sys::blkdev::loop_backing(&f) {
+            return filter.matches(dev);
+        }
+    }
+    !l.deleted && backing_on_fs(&l.backing_file, false, mounts, filter)
+}
+
 /// The layer directories of an overlay mount: (`lowerdir` entries, `upperdir`
 /// and `workdir`). Colons inside a lowerdir entry are escaped as `\:`.
 pub fn overlay_layers(m: &Mount) -> (Vec<PathBuf>, Vec<PathBuf>) {
@@ -159,7 +178,7 @@ pub fn gather(sys: &SysRoot, root: &Path, skip_pids: &[u32]) -> Result<RootFacts
 
     let loops = loops::list(sys)?
         .into_iter()
-        .filter(|l| backing_on_fs(&l.backing_file, l.deleted, &mounts, &filter))
+        .filter(|l| loop_on_fs(sys, l, &mounts, &filter))
         .map(|l| LoopUse {
             mounts: mounts
                 .iter()
@@ -245,6 +264,63 @@ mod tests {
         assert!(e.to_string().contains("not a mount point"), "{e}");
         assert!(is_network_fstype("nfs4") && is_network_fstype("fuse.sshfs"));
         assert!(!is_network_fstype("ext4") && !is_network_fstype("fusectl"));
+    }
+
+    /// Regression (found by `reroot demo` beside other tests): a loop device
+    /// of the machine whose backing file was deleted has a path that, seen
+    /// from a sandbox, lies under the sandbox's `/`; judged by that path,
+    /// quiesce detached another test's loop device. The kernel's record of
+    /// the backing file's device decides instead.
+    #[test]
+    fn a_deleted_loop_backing_file_of_another_fs_is_not_claimed() {
+        if !nix::unistd::geteuid().is_root() {
+            return crate::test_skip::skip("needs root to attach a loop device");
+        }
+        let d = tempfile::Builder::new()
+            .prefix("reroot-loop-")
+            .tempdir_in("/var/tmp")
+            .unwrap();
+        let img = d.path().join("gone.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&img)
+            .output()
+            .expect("running losetup");
+        assert!(out.status.success(), "losetup: {out:?}");
+        let node = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let name = node.trim_start_matches("/dev/").to_owned();
+        struct Detach(String);
+        impl Drop for Detach {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("losetup")
+                    .args(["-d", &self.0])
+                    .status();
+            }
+        }
+        let _guard = Detach(node.clone());
+        std::fs::remove_file(&img).unwrap();
+        let l = loops::read_one(&SysRoot::live(), &name).expect("the loop device in sysfs");
+        assert!(l.deleted, "{l:?}");
+        // A sandbox whose `/` is device 7:99: the deleted path lies under it.
+        let sandbox = vec![mount("1 0 7:99 / / rw - ext4 /dev/loop99 rw")];
+        let other = Filter::devices([nix::sys::stat::makedev(7, 99)]);
+        assert!(
+            on_fs(&l.backing_file, &sandbox, &other),
+            "the path alone claims it"
+        );
+        assert!(!loop_on_fs(&SysRoot::live(), &l, &sandbox, &other));
+        // The filesystem it really lay on claims it.
+        let real = statx_cached(d.path()).unwrap().dev;
+        assert!(loop_on_fs(
+            &SysRoot::live(),
+            &l,
+            &sandbox,
+            &Filter::devices([real])
+        ));
     }
 
     /// Regression (found by `reroot demo`): inside a sandbox, the machine's

@@ -21,6 +21,57 @@ mod ioctl {
     nix::ioctl_read_bad!(blkroget, 0x125e, libc::c_int);
     // BLKFLSBUF = _IO(0x12, 97): write back and drop the device's page cache.
     nix::ioctl_none_bad!(blkflsbuf, 0x1261);
+    // LOOP_GET_STATUS64 = 0x4C05 (no size encoded): fills a loop_info64.
+    nix::ioctl_read_bad!(loop_get_status64, 0x4C05, super::LoopInfo64);
+}
+
+/// `struct loop_info64` of `<linux/loop.h>`, as LOOP_GET_STATUS64 fills it.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+#[allow(missing_docs)]
+pub struct LoopInfo64 {
+    pub lo_device: u64,
+    pub lo_inode: u64,
+    pub lo_rdevice: u64,
+    pub lo_offset: u64,
+    pub lo_sizelimit: u64,
+    pub lo_number: u32,
+    pub lo_encrypt_type: u32,
+    pub lo_encrypt_key_size: u32,
+    pub lo_flags: u32,
+    pub lo_file_name: [u8; 64],
+    pub lo_crypt_name: [u8; 64],
+    pub lo_encrypt_key: [u8; 32],
+    pub lo_init: [u64; 2],
+}
+
+/// The backing file of the loop device `file` as the kernel holds it:
+/// (`st_dev` of the filesystem it lies on, its inode number). Unlike the
+/// path in sysfs, this names the file in every mount namespace and after it
+/// was deleted.
+pub fn loop_backing(file: &File) -> io::Result<(u64, u64)> {
+    let mut info = LoopInfo64 {
+        lo_device: 0,
+        lo_inode: 0,
+        lo_rdevice: 0,
+        lo_offset: 0,
+        lo_sizelimit: 0,
+        lo_number: 0,
+        lo_encrypt_type: 0,
+        lo_encrypt_key_size: 0,
+        lo_flags: 0,
+        lo_file_name: [0; 64],
+        lo_crypt_name: [0; 64],
+        lo_encrypt_key: [0; 32],
+        lo_init: [0; 2],
+    };
+    // SAFETY: the fd is open for the lifetime of `file`; LOOP_GET_STATUS64
+    // writes one `struct loop_info64` (the repr(C) twin above, 232 bytes)
+    // through the pointer, which points to a live local of that type.
+    unsafe { ioctl::loop_get_status64(file.as_raw_fd(), &mut info) }.map_err(io::Error::from)?;
+    // The kernel encodes dev_t with huge_encode_dev, the same layout as
+    // glibc's makedev for every real major and minor.
+    Ok((info.lo_device, info.lo_inode))
 }
 
 /// True when `file` is a block device.

@@ -1052,7 +1052,6 @@ pub fn verify(
         stats.bytes_done,
         stats.elapsed.as_secs_f64(),
     ));
-    let mut stats = stats;
     let tails = verify_tails(&o, &zcheck, opts, &mut pipe, &paths, events)?;
     stats.bytes_read += tails.bytes_read;
     stats.mismatch_count += tails.mismatch_count;
