@@ -578,8 +578,40 @@ fn open_all(
 }
 
 fn build_pipeline(o: &Opened, opts: &CopyOptions) -> Result<Pipeline> {
-    let pool = BufPool::new(opts.queue_depth, opts.chunk_size, 4096)
-        .map_err(|e| Error::io("allocating I/O buffers", e))?;
+    build_pipeline_with(o, opts, new_pool(opts))
+}
+
+fn new_pool(opts: &CopyOptions) -> Result<BufPool> {
+    BufPool::new(opts.queue_depth, opts.chunk_size, 4096)
+        .map_err(|e| Error::io("allocating I/O buffers", e))
+}
+
+/// The buffer pool, allocated and touched page by page on a thread of its
+/// own, so faulting in its memory (which io_uring's registration would do,
+/// ~0.1 s for 64 MiB on a loaded machine, see benches/BENCHMARKING.md)
+/// overlaps the device checks and the map instead of following them.
+fn pool_in_background(opts: &CopyOptions) -> std::thread::JoinHandle<Result<BufPool>> {
+    let opts = opts.clone();
+    std::thread::spawn(move || {
+        let mut pool = new_pool(&opts)?;
+        let mut bufs = Vec::with_capacity(opts.queue_depth);
+        while let Some(mut b) = pool.take() {
+            for page in b.as_mut_full().chunks_mut(4096) {
+                if let Some(x) = page.first_mut() {
+                    *x = 0;
+                }
+            }
+            bufs.push(b);
+        }
+        for b in bufs {
+            pool.put(b);
+        }
+        Ok(pool)
+    })
+}
+
+fn build_pipeline_with(o: &Opened, opts: &CopyOptions, pool: Result<BufPool>) -> Result<Pipeline> {
+    let pool = pool?;
     let mut files = vec![&o.source.file];
     files.extend(o.targets.iter().map(|d| &d.file));
     let io = io::engine(opts.engine, &files, opts.queue_depth, Some(pool.mem()))?;
@@ -725,6 +757,7 @@ pub fn copy(
         return Err(Error::invalid("give between 1 and 63 targets").stage(Stage::Copy));
     }
     let t0 = Instant::now();
+    let pool = pool_in_background(opts);
     // Safety first, before anything is opened for writing. A delta pass
     // expects the target to carry the filesystem of an earlier pass, so its
     // signature is no reason to refuse, as long as it is that filesystem.
@@ -793,7 +826,10 @@ pub fn copy(
         t.phase("plan", true);
     }
     let plan = plan_for(&o, &outcome.data, opts).map_err(|e| e.stage(Stage::Copy))?;
-    let mut pipe = build_pipeline(&o, opts)?;
+    let pool = pool
+        .join()
+        .unwrap_or_else(|_| Err(Error::invalid("internal: the buffer thread panicked")));
+    let mut pipe = build_pipeline_with(&o, opts, pool)?;
     if let Some(mut t) = tl.take() {
         t.phase("plan", false);
         t.reserve(plan.chunks.saturating_mul(8));
