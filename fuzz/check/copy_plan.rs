@@ -1,10 +1,11 @@
 //! Fuzz the copy plan (`reroot::plan::copy::plan_copy`) with used maps,
 //! device sizes, block and chunk sizes decoded from the input, up to the
 //! end of the u64 range. Whatever they are, planning returns (no panic, no
-//! overflow); a plan it makes covers every used byte of the source's
-//! block-aligned part with aligned ranges that fit the source and every
-//! target, its chunks cover exactly its ranges, and its counts add up. A
-//! target at least as large as the source is never refused.
+//! overflow); a plan it makes covers every used byte of the source: the
+//! block-aligned part with aligned ranges, the partial last block (if the
+//! map reaches it) as its `tail`, all inside the source and every target;
+//! its chunks cover exactly its ranges, and its counts add up. A target at
+//! least as large as the source is never refused.
 //!
 //! Shared by the cargo-fuzz target `fuzz_targets/copy_plan.rs` and the seed
 //! replay in `tests/integration/fuzz_replay.rs` (ordinary `cargo test`).
@@ -90,39 +91,51 @@ pub fn check(data: &[u8]) -> bool {
     };
     assert!(valid, "accepted align {align}, chunk {chunk_size}");
     let r = &plan.ranges;
-    // Every used byte of the aligned part of the source is copied.
+    // Every used byte of the source is copied: below the last whole block
+    // in the ranges, above it in the tail.
     let src_limit = source_size - source_size % align;
     for e in &used {
         for off in [e.start(), e.end() - 1, e.start() + e.len() / 2] {
             if off < src_limit {
                 assert!(r.contains(off), "used byte {off} not planned");
+            } else if off < source_size {
+                assert!(
+                    plan.tail.is_some_and(|t| t.start() <= off && off < t.end()),
+                    "used byte {off} of the partial last block not planned: {:?}",
+                    plan.tail
+                );
             }
         }
+    }
+    let reaches_tail = used.clamp(source_size).end() > src_limit;
+    match plan.tail {
+        Some(t) => {
+            assert!(reaches_tail, "a tail {t:?} nothing used reaches");
+            assert_eq!((t.start(), t.end()), (src_limit, source_size));
+        }
+        None => assert!(!reaches_tail || src_limit == source_size),
     }
     // Aligned, sorted, apart by more than max_gap, inside source and targets.
     let mut prev_end: Option<u64> = None;
     for e in r {
         assert!(!e.is_empty());
         assert_eq!(e.start() % align, 0, "{e:?} start not aligned to {align}");
-        assert!(
-            e.end() % align == 0 || e.end() == source_size,
-            "{e:?} end not aligned to {align}"
-        );
+        assert_eq!(e.end() % align, 0, "{e:?} end not aligned to {align}");
         if let Some(p) = prev_end {
             assert!(e.start() > p && e.start() - p > max_gap, "{e:?} after {p}");
         }
         prev_end = Some(e.end());
     }
-    assert!(r.end() <= source_size);
+    assert!(r.end() <= src_limit);
+    let end = plan.tail.map_or(r.end(), |t| t.end());
     for &t in &targets {
-        assert!(
-            r.end() <= t,
-            "plan reaches {} past a target of {t}",
-            r.end()
-        );
+        assert!(end <= t, "plan reaches {end} past a target of {t}");
     }
     // The counts add up, and the chunks cover exactly the ranges.
-    assert_eq!(plan.bytes, r.total_bytes());
+    assert_eq!(
+        plan.bytes,
+        r.total_bytes() + plan.tail.map_or(0, |t| t.len())
+    );
     assert_eq!(plan.skipped, source_size.saturating_sub(plan.bytes));
     assert_eq!(plan.chunk_size, chunk_size);
     let mut n = 0u64;
@@ -142,7 +155,7 @@ pub fn check(data: &[u8]) -> bool {
         bytes += c.len();
     }
     assert_eq!(n, plan.chunks);
-    assert_eq!(bytes, plan.bytes);
+    assert_eq!(bytes, r.total_bytes(), "the chunks cover the ranges");
     assert_eq!(chunk_at(&plan, n), None);
     true
 }
