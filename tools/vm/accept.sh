@@ -72,7 +72,8 @@ poll_logins() {
     while :; do
         local t0=$SECONDS at err rc
         at=$(date +%T)
-        err=$(timeout "$LOGIN_LIMIT" ssh "${SSH_OPTS[@]}" -o ConnectTimeout="$LOGIN_LIMIT" \
+        # (ssh takes the first value of an option: ours goes first.)
+        err=$(timeout "$LOGIN_LIMIT" ssh -o ConnectTimeout="$LOGIN_LIMIT" "${SSH_OPTS[@]}" \
             root@127.0.0.1 true 2>&1)
         rc=$?
         if [ $rc = 0 ]; then
