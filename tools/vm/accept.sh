@@ -92,7 +92,7 @@ logins_checked() {
     kill "$POLLER" 2>/dev/null; wait "$POLLER" 2>/dev/null; POLLER=
     local ok bad
     ok=$(grep -c '^ok' "$RUN/logins"); bad=$(grep -c '^fail' "$RUN/logins")
-    slowest=$(awk '/^ok/ {sub("s","",$3); if ($3 > m) m = $3} END {print m + 0}' "$RUN/logins")
+    slowest=$(awk '/^ok/ {sub("s","",$3); if ($3 + 0 > m) m = $3 + 0} END {print m + 0}' "$RUN/logins")
     check "new SSH logins (one a second, ${LOGIN_LIMIT} s limit) until now: none failed" \
         "$([ "$bad" = 0 ] && echo 0 || echo 1)" "$ok ok (slowest ${slowest} s), $bad failed $(grep '^fail' "$RUN/logins" | head -3 | tr '\n' ' ')"
 }
