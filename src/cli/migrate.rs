@@ -494,13 +494,22 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
     let t0 = Instant::now();
     let mut gone_since: Option<Instant> = None;
     let mut last_release_look: Option<Instant> = None;
+    let mut seen_journal = a.reexeced || a.log_offset > 0;
+    let mut missing_since: Option<Instant> = None;
     let summary = loop {
         let mut u = f.poll()?;
         let summary = u.summary.take();
         let worker = u.worker;
         show.show(u);
         let Some(s) = summary else {
-            if t0.elapsed() > Duration::from_secs(10) {
+            // Between pivot_root and the move of /run back to its place,
+            // /run is the new root's empty directory for a moment (long
+            // under emulation): a journal seen before is waited for.
+            let limit = if seen_journal { 120 } else { 10 };
+            let since = *missing_since.get_or_insert_with(Instant::now);
+            if t0.elapsed() > Duration::from_secs(10)
+                && since.elapsed() > Duration::from_secs(limit)
+            {
                 return Err(reroot::Error::invalid(format!(
                     "no migration journal in {}",
                     state_dir.display()
@@ -511,6 +520,8 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
             std::thread::sleep(Duration::from_millis(200));
             continue;
         };
+        seen_journal = true;
+        missing_since = None;
         if s.outcome.is_some() || !a.follow {
             break s;
         }

@@ -324,19 +324,33 @@ pub struct OnlineReidentify {
     pub commands: Vec<String>,
 }
 
-/// Re-identify the old root while it is still mounted (right after
-/// `pivot_root`): the label `oldroot` at once, and a new UUID when no
-/// checksum is seeded from it ([`decide::online_plan`]). Never enables
+/// Re-identify the old root `dev` while it is still mounted (right after
+/// `pivot_root`) where it shares a name with the new root `new_dev`: the
+/// label `oldroot` at once, and a new UUID when no checksum is seeded from
+/// it ([`decide::online_plan`]). A name the copy does not share (a copy
+/// made with `--new-uuid`) is left alone. Never enables
 /// `metadata_csum_seed`. Each change is checked by reading the superblock
 /// back; a tool failure is recorded, not fatal (the pivot has happened).
-pub fn reidentify_mounted(dev: &Path) -> Result<OnlineReidentify> {
-    let read = || -> Result<FsInfo> {
-        let file = std::fs::File::open(dev)
-            .map_err(|e| Error::io(format!("opening {}", dev.display()), e).device(dev))?;
-        read_info(&file, dev)
+pub fn reidentify_mounted(dev: &Path, new_dev: &Path) -> Result<OnlineReidentify> {
+    let read = |d: &Path| -> Result<FsInfo> {
+        let file = std::fs::File::open(d)
+            .map_err(|e| Error::io(format!("opening {}", d.display()), e).device(d))?;
+        read_info(&file, d)
     };
-    let before = read()?;
-    let plan = decide::online_plan(before.kind, before.ext.as_ref(), &before.label);
+    let read_old = || read(dev);
+    let before = read_old()?;
+    let new = read(new_dev)?;
+    let mut plan = decide::online_plan(before.kind, before.ext.as_ref(), &before.label);
+    if before.label != new.label || before.label.is_empty() {
+        plan.relabel = false;
+    }
+    if !before.uuid.eq_ignore_ascii_case(&new.uuid) {
+        plan.new_uuid_now = Err(format!(
+            "not needed: the new root has its own UUID ({})",
+            new.uuid
+        ));
+    }
+    let uuid_shared = before.uuid.eq_ignore_ascii_case(&new.uuid);
     let mut out = OnlineReidentify {
         device: dev.to_path_buf(),
         label_before: before.label.clone(),
@@ -372,12 +386,13 @@ pub fn reidentify_mounted(dev: &Path) -> Result<OnlineReidentify> {
                 out.uuid_deferred = Some("tune2fs -U failed on the mounted filesystem".into());
             }
         }
-        Err(why) => out.uuid_deferred = Some(why.clone()),
+        Err(why) if uuid_shared => out.uuid_deferred = Some(why.clone()),
+        Err(_) => {}
     }
-    let after = read()?;
+    let after = read_old()?;
     out.label_after = after.label;
     out.uuid_after = after.uuid;
-    if out.uuid_deferred.is_none() && out.uuid_after == out.uuid_before {
+    if uuid_shared && out.uuid_deferred.is_none() && out.uuid_after == out.uuid_before {
         out.uuid_deferred = Some("the UUID did not change".into());
     }
     Ok(out)

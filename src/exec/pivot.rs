@@ -1183,17 +1183,17 @@ fn reidentify_old_root(
         Some(Path::new(&state.plan.old_root_source)),
     );
     let new = crate::exec::finish::device_node(&sys, state.new_devno, Some(&req.options.new_dev));
-    let Some(old) = old else {
+    let (Some(old), Some(new)) = (old, new) else {
         let w = format!(
-            "the old root's device {}:{} has no device node: it was not relabelled; run `reroot \
-             finish` before rebooting",
+            "the old root's device {}:{} or the new one has no device node: the old root was \
+             not relabelled; run `reroot finish` before rebooting",
             state.plan.old_root_dev.0, state.plan.old_root_dev.1
         );
         log.line(&w);
         report.warnings.push(w);
         return;
     };
-    match crate::exec::identity::reidentify_mounted(&old) {
+    match crate::exec::identity::reidentify_mounted(&old, &new) {
         Ok(r) => {
             for c in &r.commands {
                 log.line(&format!("old root identity: {c}"));
@@ -1239,7 +1239,7 @@ fn reidentify_old_root(
             report.warnings.push(w);
         }
     }
-    if let Some(new) = new {
+    {
         let guard = matches!(report.shutdown_guard, Some(Ok(_)));
         report.names = crate::exec::identity::names_now(&sys, &old, &new, guard);
         for n in &report.names {

@@ -72,7 +72,8 @@ poll_logins() {
     while :; do
         local t0=$SECONDS at err rc
         at=$(date +%T)
-        err=$(timeout "$LOGIN_LIMIT" ssh "${SSH_OPTS[@]}" -o ConnectTimeout="$LOGIN_LIMIT" \
+        # (ssh takes the first value of an option: ours goes first.)
+        err=$(timeout "$LOGIN_LIMIT" ssh -o ConnectTimeout="$LOGIN_LIMIT" "${SSH_OPTS[@]}" \
             root@127.0.0.1 true 2>&1)
         rc=$?
         if [ $rc = 0 ]; then
@@ -91,7 +92,7 @@ logins_checked() {
     kill "$POLLER" 2>/dev/null; wait "$POLLER" 2>/dev/null; POLLER=
     local ok bad
     ok=$(grep -c '^ok' "$RUN/logins"); bad=$(grep -c '^fail' "$RUN/logins")
-    slowest=$(awk '/^ok/ {sub("s","",$3); if ($3 > m) m = $3} END {print m + 0}' "$RUN/logins")
+    slowest=$(awk '/^ok/ {sub("s","",$3); if ($3 + 0 > m) m = $3 + 0} END {print m + 0}' "$RUN/logins")
     check "new SSH logins (one a second, ${LOGIN_LIMIT} s limit) until now: none failed" \
         "$([ "$bad" = 0 ] && echo 0 || echo 1)" "$ok ok (slowest ${slowest} s), $bad failed $(grep '^fail' "$RUN/logins" | head -3 | tr '\n' ' ')"
 }

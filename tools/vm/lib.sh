@@ -30,7 +30,15 @@ vssh() { ssh "${SSH_OPTS[@]}" root@127.0.0.1 "$@"; }
 # Boot FLAVOUR with overlay $RUN/disk1.qcow2 and, when given, $RUN/disk2.qcow2 as vdb.
 # The kernel command line is the guest's own (root=LABEL=rootfs) plus the console.
 vm_boot() {
-    local flavour=$1
+    local flavour=$1 t0=$SECONDS
+    # The port may still be held by a machine that is shutting down.
+    while ss -Htln "sport = :$SSH_PORT" 2>/dev/null | grep -q .; do
+        if ((SECONDS - t0 > 120)); then
+            log "127.0.0.1:$SSH_PORT is in use (another VM?): set SSH_PORT"
+            return 1
+        fi
+        sleep 2
+    done
     local args=(-accel tcg,thread=multi -smp 2 -m "$QEMU_MEM" -nographic -no-reboot
         -kernel "$VM/images/$flavour.vmlinuz" -initrd "$VM/images/$flavour.initrd"
         -append "root=LABEL=rootfs ro console=ttyS0 net.ifnames=0 ${EXTRA_CMDLINE:-}"
@@ -59,7 +67,13 @@ wait_ssh() {
 # The machine reboots: -no-reboot makes qemu exit on the guest's reboot, and
 # the same disks are booted again (what a reboot of real hardware does).
 vm_reboot() {
-    vssh 'nohup sh -c "sleep 1; reboot" >/dev/null 2>&1 &' || true
+    local i
+    # A busy guest under TCG may take more than ConnectTimeout to answer.
+    for i in 1 2 3; do
+        timeout 150 ssh -o ConnectTimeout=120 "${SSH_OPTS[@]}" root@127.0.0.1 \
+            'nohup sh -c "sleep 1; reboot" >/dev/null 2>&1 &' && break
+        log "reboot command not delivered (try $i)"
+    done
     local t0=$SECONDS
     while kill -0 "$QEMU_PID" 2>/dev/null && ((SECONDS - t0 < 300)); do sleep 1; done
     if kill -0 "$QEMU_PID" 2>/dev/null; then
