@@ -6,52 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reroot::exec::e2fs::{ResizeParser, ResizeProgress, e2fsck_percent};
-use reroot::plan::identity::{IdentityFacts, decide, root_refs};
-use reroot::probe::devlinks::DeviceNames;
-use reroot::probe::{cmdline, fstab};
+
+#[path = "../check/boot_refs.rs"]
+mod check;
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let tab = fstab::parse(&text);
-    for e in &tab.entries {
-        assert!(e.line >= 1);
-        let _ = e.device.describe();
-    }
-    let line = cmdline::parse(&text);
-    let _ = line.root();
-    for l in text.lines() {
-        if let Some(p) = e2fsck_percent(l) {
-            assert!(p <= 100);
-        }
-    }
-    let mut parser = ResizeParser::new();
-    let mut last = 0;
-    for chunk in data.chunks(13) {
-        for ev in parser.feed(chunk) {
-            if let ResizeProgress::Percent(p) = ev {
-                assert!(p > last && p <= 100, "{last} then {p}");
-                last = p;
-            }
-        }
-    }
-    let refs = root_refs(Some(&tab), Some(&line));
-    let source = DeviceNames {
-        path: "/dev/sda1".into(),
-        fs_uuid: Some("2e1fdd67-a13d-45af-b916-94da3daa38b6".into()),
-        fs_label: Some("root".into()),
-        ..DeviceNames::default()
-    };
-    for new_uuid in [false, true] {
-        let facts = IdentityFacts {
-            refs: &refs,
-            cmdline_read: true,
-            fstab_read: true,
-            source: &source,
-            target: None,
-            fstype: None,
-            new_uuid,
-        };
-        assert!(decide(&facts).len() >= refs.len());
-    }
+    check::check(data);
 });

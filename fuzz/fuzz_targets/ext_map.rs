@@ -6,28 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reroot::ext::{MapOptions, detect, read_map};
+
+#[path = "../check/ext_map.rs"]
+mod check;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = detect(data);
-    let strict = MapOptions::default();
-    let lax = MapOptions { ignore_csum: true, live: true };
-    for opts in [strict, lax] {
-        let Ok(m) = read_map(data, &opts) else {
-            continue;
-        };
-        let g = &m.geometry;
-        assert_eq!(Some(g.fs_bytes), g.blocks_count.checked_mul(u64::from(g.block_size)));
-        assert!(g.fs_bytes <= data.len() as u64);
-        let mut prev_end: Option<u64> = None;
-        for e in &m.used {
-            assert!(e.len() > 0);
-            if let Some(p) = prev_end {
-                assert!(e.start() > p, "ranges overlap, touch or are unsorted");
-            }
-            assert!(e.end() <= g.fs_bytes, "range past the end of the fs");
-            prev_end = Some(e.end());
-        }
-        assert!(m.used.contains(0) && m.used.contains(g.fs_bytes.min(2048) - 1));
-    }
+    check::check(data);
 });

@@ -6,20 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reroot::probe::fs_superblock::read;
+
+#[path = "../check/fs_superblock.rs"]
+mod check;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(Some(fs)) = read(data) else {
-        return;
-    };
-    assert_eq!(fs.uuid.len(), 36);
-    assert!(fs.uuid.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
-    assert!(fs.block_size.is_power_of_two() && (512..=65536).contains(&fs.block_size));
-    if let Some(e) = &fs.ext {
-        assert!(fs.kind.is_ext());
-        assert_eq!(Some(fs.fs_bytes), e.blocks_count.checked_mul(u64::from(fs.block_size)));
-    }
-    if let Some(b) = &fs.btrfs {
-        assert_eq!(fs.fs_bytes, b.dev_total_bytes);
-    }
+    check::check(data);
 });

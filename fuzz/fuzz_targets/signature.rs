@@ -6,39 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use reroot::probe::signature::{SignatureKind, detect};
+
+#[path = "../check/signature.rs"]
+mod check;
 
 fuzz_target!(|data: &[u8]| {
-    let size = data.len() as u64;
-    let found = detect(data, size).expect("reads inside a byte slice cannot fail");
-    for s in &found {
-        assert!(
-            s.offset < size,
-            "signature at {} past the end {size}",
-            s.offset
-        );
-        if let Some(u) = &s.uuid {
-            assert!(
-                !u.is_empty() && u.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-                "odd uuid {u:?}"
-            );
-        }
-        if let Some(l) = &s.label {
-            assert!(!l.is_empty() && !l.contains('\0'), "odd label {l:?}");
-        }
-    }
-    // A longer device with the same head may add signatures, never lose one
-    // found in the head (md is placed relative to the end: not compared).
-    let mut longer = data.to_vec();
-    longer.resize(data.len() + 4096, 0);
-    let more = detect(&longer, longer.len() as u64).expect("slice reads cannot fail");
-    let head = found
-        .iter()
-        .filter(|s| s.kind != SignatureKind::LinuxRaidMember);
-    for s in head {
-        assert!(
-            more.iter()
-                .any(|m| m.kind == s.kind && m.offset == s.offset)
-        );
-    }
+    check::check(data);
 });

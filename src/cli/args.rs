@@ -4,6 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
+use super::generate::Generate;
 use super::{bench, check, copy, demo, finish, grow, map, migrate, pivot, quiesce, status, verify};
 
 /// Move a running Linux root filesystem to another block device, without a reboot.
@@ -11,6 +12,7 @@ use super::{bench, check, copy, demo, finish, grow, map, migrate, pivot, quiesce
 #[command(
     name = "reroot",
     version,
+    arg_required_else_help = true,
     about,
     long_about = "Move a running Linux root filesystem to another block device without a \
 reboot: into LVM or md RAID, onto a bigger disk, or into another filesystem type.\n\n\
@@ -25,9 +27,53 @@ pub struct Cli {
     /// Global flags.
     #[command(flatten)]
     pub global: Global,
-    /// What to do.
+    /// Print the manual page or a shell completion script, and exit.
+    #[arg(
+        long,
+        value_name = "WHAT",
+        value_enum,
+        long_help = "Print the manual page (`man`: roff for reroot(1), every subcommand with its \
+options) or a shell completion script (`complete-bash`, `complete-zsh`, `complete-fish`) on \
+stdout, and exit. For example: `reroot --generate man > /usr/local/share/man/man1/reroot.1`, \
+`reroot --generate complete-bash > /etc/bash_completion.d/reroot`."
+    )]
+    pub generate: Option<Generate>,
+    /// What to do (required unless --generate).
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// `--generate WHAT`: print it and exit, no command.
+    Generate(Generate),
+    /// A command.
+    Run(Box<Cli>),
+}
+
+/// Parse `args` (the program name first). `--generate` stands alone, so the
+/// subcommand is optional to clap and required here.
+pub fn parse_from<I, T>(args: I) -> Result<Parsed, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::ErrorKind;
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command().subcommand_required(false);
+    let m = cmd.try_get_matches_from_mut(args)?;
+    match (m.get_one::<Generate>("generate"), m.subcommand_name()) {
+        (Some(g), None) => Ok(Parsed::Generate(*g)),
+        (Some(_), Some(_)) => {
+            Err(cmd.error(ErrorKind::ArgumentConflict, "--generate takes no command"))
+        }
+        (None, None) => Err(cmd.error(
+            ErrorKind::MissingSubcommand,
+            "a command is required (see --help)",
+        )),
+        (None, Some(_)) => Ok(Parsed::Run(Box::new(Cli::from_arg_matches(&m)?))),
+    }
 }
 
 /// Flags every command takes.
@@ -99,5 +145,35 @@ mod tests {
         let cli = Cli::try_parse_from(["reroot", "map", "/dev/x", "--json", "-q"]).unwrap();
         assert!(cli.global.json);
         assert!(cli.global.quiet);
+    }
+
+    #[test]
+    fn generate_flag_stands_alone() {
+        assert!(matches!(
+            parse_from(["reroot", "--generate", "man"]),
+            Ok(Parsed::Generate(Generate::Man))
+        ));
+        assert!(matches!(
+            parse_from(["reroot", "map", "/dev/x"]),
+            Ok(Parsed::Run(c)) if c.generate.is_none() && matches!(c.command, Command::Map(_))
+        ));
+        let kind = |args: &[&str]| parse_from(args).err().map(|e| e.kind());
+        use clap::error::ErrorKind;
+        assert_eq!(
+            kind(&["reroot", "--generate", "nope"]),
+            Some(ErrorKind::InvalidValue)
+        );
+        assert_eq!(
+            kind(&["reroot", "--generate", "man", "status"]),
+            Some(ErrorKind::ArgumentConflict)
+        );
+        assert_eq!(
+            kind(&["reroot", "--json"]),
+            Some(ErrorKind::MissingSubcommand)
+        );
+        assert_eq!(
+            kind(&["reroot"]),
+            Some(ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand)
+        );
     }
 }

@@ -51,6 +51,19 @@ with what to change. Without it, the copy is assumed identical (UUID= and LABEL=
 device paths, device numbers, PARTUUID= and PARTLABEL= break either way)."
     )]
     pub new_uuid: bool,
+    /// The copy will be a transform into TYPE (`migrate --mkfs`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        requires = "target",
+        long_help = "Judge the target for a transform (`reroot migrate --mkfs TYPE`): it may \
+be smaller than the root, but the root's used bytes and inodes must fit a new TYPE filesystem \
+on it (a blocker otherwise); the running kernel must have TYPE (a blocker otherwise); and the \
+initramfs must carry TYPE's module for the next boot (a warning naming what to install and \
+run). GRUB reads ext4, xfs and btrfs, with limits the finding names."
+    )]
+    pub mkfs: Option<super::transform::MkfsArg>,
 }
 
 /// How many findings of information are listed before "and N more".
@@ -62,7 +75,10 @@ fn finding_lines(out: &mut String, f: &Finding) {
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
     let _ = writeln!(out, "  [{cat}] {}", f.summary);
-    let _ = writeln!(out, "      -> {}", f.advice);
+    // No arrow to nothing: a finding without advice is one line.
+    if !f.advice.trim().is_empty() {
+        let _ = writeln!(out, "      -> {}", f.advice);
+    }
 }
 
 /// The human form of a report.
@@ -139,6 +155,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         target: args.target,
         force: args.force,
         new_uuid: args.new_uuid,
+        mkfs: args.mkfs.map(super::transform::MkfsArg::kind),
         ..CheckOptions::default()
     };
     let report = check::check(&SysRoot::live(), &opts)?;
@@ -191,6 +208,17 @@ mod tests {
     }
 
     #[test]
+    fn mkfs_flag() {
+        use super::super::transform::MkfsArg;
+        assert_eq!(parse(&[]).mkfs, None);
+        assert_eq!(
+            parse(&["--target", "/dev/x", "--mkfs", "xfs"]).mkfs,
+            Some(MkfsArg::Xfs)
+        );
+        assert!(Cli::try_parse_from(["reroot", "check", "--mkfs", "xfs"]).is_err());
+    }
+
+    #[test]
     fn force_flag() {
         assert!(!parse(&[]).force);
         assert!(parse(&["--force"]).force);
@@ -218,6 +246,16 @@ mod tests {
         assert!(text.contains("Not ready: 1 blockers"), "{text}");
         let ok = render(&sample_report());
         assert!(ok.contains("Ready: nothing blocks"), "{ok}");
+    }
+
+    /// Issue 11: a finding without advice printed an arrow to nothing.
+    #[test]
+    fn finding_without_advice_has_no_arrow() {
+        use reroot::plan::preflight::Category;
+        let mut out = String::new();
+        let f = Finding::new(Severity::Info, Category::BootConfig, "some fact", "");
+        finding_lines(&mut out, &f);
+        assert_eq!(out, "  [boot-config] some fact\n");
     }
 
     fn sample_report() -> Report {

@@ -102,6 +102,18 @@ the I/O thread. 0 hashes on the I/O thread itself (no hand-off; can be faster wh
 is busy). Default: one per core, at most 4."
     )]
     pub hash_threads: Option<usize>,
+    /// Write a timeline of the run (JSON lines) to FILE.
+    #[arg(
+        long,
+        value_name = "FILE",
+        long_help = "Write a timeline to FILE, one JSON object per line with `t_us` \
+(microseconds since the start): `phase_start`/`phase_end` (setup, map, zero, plan, copy, flush, \
+readback, ...), per chunk `read_submit`, `read_done`, `write_submit`, `write_done`, `zeroed`, \
+`hash_submit`, `hash_done`, `done` (with chunk, dev, off, len), and `reap` (completions and \
+microseconds the I/O thread waited). For finding where time goes beyond the disks' limits; \
+costs a few bytes of memory per event. tools/trace-summary.py sums it up."
+    )]
+    pub trace: Option<PathBuf>,
 }
 
 impl EngineArgs {
@@ -115,6 +127,7 @@ impl EngineArgs {
             },
             queue_depth: self.queue_depth,
             chunk_size: self.chunk_size,
+            trace: self.trace.clone(),
             ..CopyOptions::default()
         }
         .with_hash_threads(self.hash_threads)
@@ -128,7 +141,10 @@ impl EngineArgs {
 once and written to every target). For an ext2/3/4 source only the blocks the filesystem uses \
 are copied; anything else is copied in full. The source must be unmounted or mounted read-only.\n\n\
 By default every written range is then read back from each target with O_DIRECT and compared \
-with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default)."
+with the source's xxh3 hashes. Memory is bounded by queue depth x chunk size (64 MiB by default).\n\n\
+SIGINT (Ctrl-C), SIGTERM and SIGHUP stop a copy cleanly: the transfers in flight finish, the \
+targets are released, the message says how far the copy got, and reroot exits with code 130 \
+(interrupted); `reroot copy --resume` continues it."
 )]
 pub struct Args {
     /// The source device or image.
@@ -208,6 +224,29 @@ result, run a short read-only io_uring probe of the source (9 settings, about 3 
 The setting chosen is the least memory within 5% of the fastest; the report shows it."
     )]
     pub tune: Option<Option<PathBuf>>,
+    /// Make a new TYPE filesystem on the target and copy the files into it.
+    #[arg(long, value_enum, value_name = "TYPE", long_help = super::transform::MKFS_HELP)]
+    pub mkfs: Option<super::transform::MkfsArg>,
+    /// With --mkfs: accept, and list, what the new type cannot hold.
+    #[arg(
+        long,
+        requires = "mkfs",
+        long_help = "With --mkfs: things the new filesystem type cannot represent (an inode \
+flag xfs does not have, an xattr larger than the type allows, a label longer than 12 bytes on \
+xfs) are listed with their paths either way; without --lossy they fail the command (exit 3), \
+with it they are accepted and the digest comparison excuses exactly those paths."
+    )]
+    pub lossy: bool,
+    /// With --mkfs: worker threads for the file copy.
+    #[arg(
+        long,
+        requires = "mkfs",
+        value_name = "N",
+        long_help = "With --mkfs: how many threads create files and copy their data while one \
+thread walks the source (default: one per core, 2 to 8). Memory stays bounded: a 1 MiB buffer \
+per thread, a queue of 4096 entries, and a list of directories and multiply-linked inodes."
+    )]
+    pub threads: Option<usize>,
     /// Engine flags.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -249,6 +288,7 @@ pub fn print_summary(r: &Report) {
             String::new()
         }
     );
+    print_classes(r);
     let phases: Vec<String> = r
         .phases
         .iter()
@@ -267,6 +307,24 @@ pub fn print_summary(r: &Report) {
     );
     if !r.digest.is_empty() {
         println!("  digest {} over {} chunks", r.digest, r.chunks);
+    }
+}
+
+/// One line per class of the map: bytes copied, zeroed, skipped.
+fn print_classes(r: &Report) {
+    let mb = |b: u64| b as f64 / 1e6;
+    if r.bytes_zeroed > 0 {
+        println!("  {:.1} MB zeroed (write-zeroes)", mb(r.bytes_zeroed));
+    }
+    for c in r.classes.iter().filter(|c| c.bytes > 0) {
+        println!(
+            "  {:<14} {:>10.1} MB: {:.1} copied, {:.1} zeroed, {:.1} skipped",
+            c.class,
+            mb(c.bytes),
+            mb(c.copied),
+            mb(c.zeroed),
+            mb(c.skipped)
+        );
     }
 }
 
@@ -296,7 +354,14 @@ pub fn finish(r: &Report, ctx: &Ctx) -> CmdResult {
 
 /// Run `reroot copy`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
+    if args.mkfs.is_some() {
+        return super::transform::run_copy(&args, ctx);
+    }
+    // Before any thread starts (reporter, hashers, --tune's probe), so every
+    // thread blocks them and the pipeline reads them: a clean stop, exit 130.
+    let interrupts = std::sync::Arc::new(reroot::exec::interrupt::Interrupts::catch());
     let mut opts = args.engine.options();
+    opts.interrupts = Some(interrupts);
     opts.verify = match args.verify {
         VerifyArg::None => VerifyMode::None,
         VerifyArg::Hash => VerifyMode::Hash,
@@ -459,6 +524,16 @@ mod tests {
     }
 
     #[test]
+    fn trace_flag() {
+        assert_eq!(parse(&["s", "t"]).engine.trace, None);
+        let a = parse(&["s", "t", "--trace", "/tmp/t.jsonl"]);
+        assert_eq!(
+            a.engine.options().trace,
+            Some(PathBuf::from("/tmp/t.jsonl"))
+        );
+    }
+
+    #[test]
     fn full_flag() {
         assert!(parse(&["s", "t", "--full"]).engine.full);
     }
@@ -542,6 +617,27 @@ mod tests {
         for flag in ["--queue-depth=8", "--chunk-size=4M"] {
             assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--tune", flag]).is_err());
         }
+    }
+
+    #[test]
+    fn mkfs_lossy_threads_flags() {
+        use super::super::transform::MkfsArg;
+        let a = parse(&["s", "t", "--mkfs", "xfs"]);
+        assert_eq!(a.mkfs, Some(MkfsArg::Xfs));
+        assert!(!a.lossy);
+        assert_eq!(
+            parse(&["s", "t", "--mkfs=btrfs", "--lossy"]).mkfs,
+            Some(MkfsArg::Btrfs)
+        );
+        assert!(parse(&["s", "t", "--mkfs=ext4", "--lossy"]).lossy);
+        assert_eq!(
+            parse(&["s", "t", "--mkfs=ext3", "--threads", "3"]).threads,
+            Some(3)
+        );
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--mkfs", "zfs"]).is_err());
+        // --lossy and --threads only mean something with --mkfs.
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--lossy"]).is_err());
+        assert!(Cli::try_parse_from(["reroot", "copy", "s", "t", "--threads", "2"]).is_err());
     }
 
     #[test]

@@ -30,6 +30,18 @@ files, 640 MiB apparent, about 120 MiB used). It must be on a disk filesystem, n
 (O_DIRECT)."
     )]
     pub dir: PathBuf,
+    /// Migrate into a new TYPE filesystem (`migrate --mkfs TYPE`).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        long_help = "Run the sandbox migration through a transform: `reroot migrate --mkfs TYPE` \
+makes a new TYPE filesystem (xfs, btrfs, ext4, ...) on the target and copies the files live, \
+then the delta after quiesce, compares tree digests and rewrites the new root's fstab. btrfs \
+also gets --new-uuid (mkfs.btrfs refuses a UUID another device carries). The mkfs tool is \
+copied into the sandbox from this machine."
+    )]
+    pub mkfs: Option<super::transform::MkfsArg>,
     /// Bytes of data in the sandbox's data tree (images sized to fit).
     #[arg(
         long,
@@ -83,6 +95,14 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     let mut o = DemoOptions::new(exe);
     o.rig.keep = args.keep;
     o.rig.parent = args.dir;
+    if let Some(m) = args.mkfs {
+        let kind = m.kind();
+        o.migrate_flags = format!("--mkfs {kind}");
+        if kind == reroot::plan::transform::MkfsType::Btrfs {
+            o.migrate_flags.push_str(" --new-uuid");
+        }
+        o.rig.extra_tools.push(kind.program().to_owned());
+    }
     if let Some(data) = args.data {
         let (old, new) = demo::image_sizes(data);
         o.rig.data_bytes = data;
@@ -236,6 +256,14 @@ mod tests {
         assert!(!a.keep);
         assert_eq!(a.dir, PathBuf::from("/var/tmp"));
         assert!(a.tree_hash.is_none());
+    }
+
+    #[test]
+    fn mkfs_flag() {
+        use super::super::transform::MkfsArg;
+        assert_eq!(parse(&[]).mkfs, None);
+        assert_eq!(parse(&["--mkfs", "btrfs"]).mkfs, Some(MkfsArg::Btrfs));
+        assert!(Cli::try_parse_from(["reroot", "demo", "--mkfs", "zfs"]).is_err());
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub enum Exit {
     Tool = 7,
     /// The system is busy (e.g. the remount to read-only failed).
     Busy = 8,
+    /// `migrate`: done up to releasing the old root, which only the
+    /// operator's own login session still holds; the worker finishes by
+    /// itself once that session ends (or `reroot finish` from a new login).
+    Pending = 10,
     /// Interrupted by a signal or the operator.
     Interrupted = 130,
 }
@@ -61,6 +65,7 @@ impl Exit {
             Exit::Filesystem => "filesystem",
             Exit::Tool => "tool",
             Exit::Busy => "busy",
+            Exit::Pending => "pending",
             Exit::Interrupted => "interrupted",
         }
     }

@@ -109,6 +109,16 @@ fn print_human(r: &FinishReport, o: &FinishOptions) {
         }
         return;
     }
+    if r.nothing_left {
+        println!(
+            "nothing left to do: the old root ({dev}) is unmounted, released and re-identified \
+             (UUID {}, label {:?})",
+            r.old_identity_after.uuid.as_deref().unwrap_or("?"),
+            r.old_identity_after.label.as_deref().unwrap_or("")
+        );
+        super::pivot::print_names(&r.names);
+        return;
+    }
     println!("unmounted the old root ({dev})");
     if r.released == Some(true) {
         println!("  the kernel released the filesystem");
@@ -160,6 +170,7 @@ fn print_human(r: &FinishReport, o: &FinishOptions) {
     for w in &r.warnings {
         println!("warning: {w}");
     }
+    super::pivot::print_names(&r.names);
 }
 
 #[cfg(test)]

@@ -67,6 +67,9 @@ struct JsonMap<'a> {
 
 /// Run `reroot map`.
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
+    // A missing path or a directory is the user's mistake (exit 3), said
+    // once, not an I/O error reading a superblock (issue 11).
+    reroot::probe::device::kind_of(&args.device).map_err(|e| e.stage(Stage::Map))?;
     let file = std::fs::File::open(&args.device)
         .map_err(|e| reroot::Error::io("opening the device", e).device(&args.device))
         .with_context(|| format!("cannot map {}", args.device.display()))?;

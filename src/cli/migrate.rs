@@ -86,6 +86,31 @@ and the label `oldroot` instead. With --new-uuid, update fstab and the bootloade
 UUID before the next reboot (the report says so)."
     )]
     pub new_uuid: bool,
+    /// Move into a new TYPE filesystem (a file copy) instead of a block copy.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "TYPE",
+        long_help = "Migrate through a transform: the pre-copy makes a new TYPE filesystem \
+(ext2, ext3, ext4, xfs, btrfs) on the target, sized to it (it may be smaller than the root \
+when the used bytes and inodes fit: the check stage refuses before anything changes \
+otherwise), and copies the files with every kind of metadata while the system runs; after \
+quiesce the delta pass copies what changed and removes what is gone; verify compares digests \
+of both trees (`reroot verify --files`) and gives the new root's /etc/fstab the new type and \
+options valid for it. The new filesystem keeps the root's UUID and label unless --new-uuid \
+(btrfs needs --new-uuid). Grow and identity stages are not needed. `reroot check --target DEV \
+--mkfs TYPE` says whether the kernel and the initramfs can mount TYPE."
+    )]
+    pub mkfs: Option<super::transform::MkfsArg>,
+    /// With --mkfs: accept what the new type cannot hold.
+    #[arg(
+        long,
+        requires = "mkfs",
+        long_help = "With --mkfs: things the new type cannot represent (an inode flag, an \
+oversized xattr, a label too long for xfs) are listed in the report; without --lossy they stop \
+the migration before the pivot, with it they are accepted."
+    )]
+    pub lossy: bool,
     /// Do not ask before quiesce and before the pivot.
     #[arg(
         long,
@@ -249,6 +274,8 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         choices: Choices {
             grow: args.grow,
             new_uuid: args.new_uuid,
+            mkfs: args.mkfs.map(super::transform::MkfsArg::kind),
+            lossy: args.lossy,
             verify_full: args.verify_full,
             no_track: args.no_track,
         },
@@ -475,6 +502,7 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
     let mut told_no_tty = false;
     let t0 = Instant::now();
     let mut gone_since: Option<Instant> = None;
+    let mut last_release_look: Option<Instant> = None;
     let summary = loop {
         let mut u = f.poll()?;
         let summary = u.summary.take();
@@ -536,6 +564,10 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
                 },
             );
         }
+        if let Some(exit) = own_session_only(state_dir, ctx, &s, &mut last_release_look)? {
+            show.drain();
+            return Ok(exit);
+        }
         if worker.is_none() {
             let since = *gone_since.get_or_insert_with(Instant::now);
             if since.elapsed() > Duration::from_secs(5) {
@@ -564,6 +596,64 @@ pub fn attach(state_dir: &Path, ctx: &Ctx, a: &Attach) -> CmdResult {
         print_report(&rep);
     }
     Ok(exit_of(&rep))
+}
+
+/// While the worker waits in `finish` for the old root to be released: when
+/// only this command's own login session holds it (this process, its
+/// shell, its sshd session, anything else of the same login), say so and
+/// end with [`Exit::Pending`] instead of waiting for ourselves. Looks every
+/// 2 seconds; `None` while there is something else to wait for.
+fn own_session_only(
+    state_dir: &Path,
+    ctx: &Ctx,
+    s: &reroot::exec::journal::Summary,
+    last: &mut Option<Instant>,
+) -> anyhow::Result<Option<Exit>> {
+    use reroot::exec::journal::StageStatus;
+    let finishing = s.pivoted
+        && s.outcome.is_none()
+        && s.stage(Stage::Finish)
+            .is_some_and(|f| f.status == StageStatus::Running);
+    if !finishing || last.is_some_and(|t| t.elapsed() < Duration::from_secs(2)) {
+        return Ok(None);
+    }
+    *last = Some(Instant::now());
+    let put_old = &s.request.put_old;
+    let Some(w) = reroot::exec::finish::release_wait(put_old, state_dir, std::process::id())?
+    else {
+        return Ok(None);
+    };
+    if !w.only_own_session() {
+        return Ok(None);
+    }
+    let worker = migrate::worker_pid(&Paths::new(state_dir));
+    if ctx.json {
+        output::json(&serde_json::json!({
+            "state": "pending-release",
+            "exit_code": Exit::Pending as u8,
+            "old_root": put_old,
+            "own_session": w.own,
+            "worker": worker,
+            "finish": "the worker unmounts and re-identifies the old root by itself once this \
+                       login session ends; `reroot status` shows it",
+        }))?;
+    } else {
+        let who: Vec<String> = w.own.iter().map(|(p, c)| format!("{c} ({p})")).collect();
+        println!(
+            "reroot migrate: / is {} and every service was restarted on it. Only your own \
+             login session still uses the old root at {}: {}.",
+            s.request.target.display(),
+            put_old.display(),
+            who.join(", ")
+        );
+        println!(
+            "Left to do: release the old root, give it a new UUID, check fstab. The worker{} \
+             does it by itself as soon as you log out; log in again and `reroot status` shows \
+             it done. (Or, from a new login once this one is closed: `reroot finish`.)",
+            worker.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        );
+    }
+    Ok(Some(Exit::Pending))
 }
 
 /// The exit code for a report.
@@ -773,6 +863,16 @@ mod tests {
         assert!(fails(&["/dev/sda2"]));
         assert!(parse(&["--resume"]).resume);
         assert!(parse(&["--attach"]).attach);
+    }
+
+    #[test]
+    fn mkfs_and_lossy_flags() {
+        use super::super::transform::MkfsArg;
+        let a = parse(&["a", "b", "--mkfs", "xfs", "--lossy"]);
+        assert_eq!(a.mkfs, Some(MkfsArg::Xfs));
+        assert!(a.lossy);
+        assert_eq!(parse(&["a", "b"]).mkfs, None);
+        assert!(Cli::try_parse_from(["reroot", "migrate", "a", "b", "--lossy"]).is_err());
     }
 
     #[test]

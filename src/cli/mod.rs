@@ -10,6 +10,7 @@ mod copy;
 mod demo;
 mod exit;
 mod finish;
+mod generate;
 mod grow;
 mod map;
 mod migrate;
@@ -17,14 +18,14 @@ mod output;
 mod pivot;
 mod quiesce;
 mod status;
+mod transform;
 mod verify;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use reroot::report::progress::{Reporter, Style};
 
-use args::{Cli, Command, Global};
+use args::{Command, Global, Parsed};
 pub use exit::Exit;
 
 /// What a command needs besides its own flags.
@@ -62,7 +63,16 @@ pub type CmdResult = anyhow::Result<Exit>;
 
 /// Parse, run, print the error if any, and return the exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match args::parse_from(std::env::args_os()) {
+        Ok(Parsed::Run(cli)) => cli,
+        Ok(Parsed::Generate(what)) => {
+            return match generate::run(what) {
+                Ok(code) => code.into(),
+                Err(err) => output::error(&err, false).into(),
+            };
+        }
+        Err(e) => e.exit(),
+    };
     let ctx = Ctx::new(&cli.global);
     let result = match cli.command {
         Command::Map(a) => map::run(a, &ctx),

@@ -48,7 +48,47 @@ pub fn error(err: &anyhow::Error, as_json: bool) -> Exit {
         }});
         let _ = json(&doc);
     } else {
-        eprintln!("reroot: {err:#}");
+        eprintln!("reroot: {}", chain_once(err));
     }
     code
+}
+
+/// `{err:#}` without repeats: a library I/O error carries its cause's text
+/// in its own message and the cause as its source, and anyhow prints both
+/// ("...: No such file or directory (os error 2): No such file or
+/// directory (os error 2)"). A cause already said is left out.
+fn chain_once(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for part in err.chain().map(ToString::to_string) {
+        if out.contains(&part) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&part);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 11: `map` on a missing path printed the errno text twice.
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let e = anyhow::Error::from(Error::io("opening the device", io).device("/nope"))
+            .context("cannot map /nope");
+        let s = chain_once(&e);
+        assert_eq!(s.matches("No such file or directory").count(), 1, "{s}");
+        assert!(
+            s.starts_with("cannot map /nope: /nope: I/O error: opening the device"),
+            "{s}"
+        );
+        // A cause that adds something is kept.
+        let e = anyhow::anyhow!("inner detail").context("outer");
+        assert_eq!(chain_once(&e), "outer: inner detail");
+    }
 }

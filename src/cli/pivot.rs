@@ -13,6 +13,8 @@ use super::{CmdResult, Ctx, Exit, output};
 pub enum RestartArg {
     /// Restart everything that runs from the old root, in a safe order (default).
     Auto,
+    /// Like auto, but leave user managers (user@UID.service) running from the old root.
+    System,
     /// Only list what runs from the old root and the order it would restart in.
     List,
     /// Neither list nor restart (restart sshd yourself before logging out).
@@ -48,8 +50,9 @@ back (such as /run or /boot). `reroot finish` unmounts it later."
         long_help = "What to do with processes that still run from the old root after the \
 pivot. `auto`: re-execute init (systemctl daemon-reexec / telinit u), then restart \
 journald/syslog, udev, network, dbus and logind, sshd (which must listen again before the \
-pivot reports success), gettys, then the other services; user managers and your own session \
-are reported as \"log out and in again\". `list`: only list them, grouped by unit, and the \
+pivot reports success), gettys, then the other services, then user managers (user@UID.service: the \
+user's sessions stay, the user's own services restart); your own session is reported as \"log \
+out and in again\". `system`: the same without the user managers. `list`: only list them, grouped by unit, and the \
 order they would restart in. `none`: neither (restart sshd yourself before logging out)."
     )]
     pub restart: RestartArg,
@@ -109,6 +112,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     o.sshd_timeout_secs = args.sshd_timeout;
     o.restart = match args.restart {
         RestartArg::Auto => RestartMode::Auto,
+        RestartArg::System => RestartMode::System,
         RestartArg::List => RestartMode::List,
         RestartArg::None => RestartMode::None,
     };
@@ -169,6 +173,25 @@ fn print_human(r: &PivotReport) {
     if let Some((b, a)) = &r.root_propagation {
         println!("  / propagation {b} -> {a}");
     }
+    if let Some(id) = &r.old_identity {
+        println!(
+            "old root {}: label {:?} -> {:?}, UUID {} -> {}",
+            id.device.display(),
+            id.label_before,
+            id.label_after,
+            id.uuid_before,
+            id.uuid_after
+        );
+        if let Some(why) = &id.uuid_deferred {
+            println!("  its UUID changes when it is unmounted: {why}");
+        }
+    }
+    match &r.shutdown_guard {
+        Some(Ok(g)) => println!("shutdown guard: {g}"),
+        Some(Err(why)) => println!("no shutdown guard: {why}"),
+        None => {}
+    }
+    print_names(&r.names);
     if !r.groups.is_empty() {
         println!("ran from the old root after the pivot:");
         for g in &r.groups {
@@ -200,7 +223,7 @@ fn print_human(r: &PivotReport) {
             c.ports
         );
     }
-    if r.restart == RestartMode::Auto {
+    if matches!(r.restart, RestartMode::Auto | RestartMode::System) {
         if r.remaining.is_empty() {
             println!("nothing runs from the old root any more: run `reroot finish`");
         } else {
@@ -220,6 +243,27 @@ fn print_human(r: &PivotReport) {
         println!("warning: {w}");
     }
     println!("log: {}", r.log.display());
+}
+
+/// Where each name of the root leads (pivot, finish and status print it).
+pub fn print_names(names: &[reroot::plan::identity::NameStatus]) {
+    use reroot::plan::identity::NameTarget;
+    if names.is_empty() {
+        return;
+    }
+    println!("names of the root:");
+    for n in names {
+        let to = match n.target {
+            NameTarget::NewOnly => "the new root only",
+            NameTarget::Both => "BOTH roots",
+            NameTarget::OldOnly => "the OLD root",
+            NameTarget::Neither => "neither root",
+        };
+        println!("  {:<46} ({}) -> {to}", n.name, n.used_by);
+        if let Some(l) = &n.left {
+            println!("    left: {l}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -261,6 +305,10 @@ mod tests {
     fn restart_flag() {
         assert_eq!(parse(&["d", "--restart", "list"]).restart, RestartArg::List);
         assert_eq!(parse(&["d", "--restart", "none"]).restart, RestartArg::None);
+        assert_eq!(
+            parse(&["d", "--restart", "system"]).restart,
+            RestartArg::System
+        );
         assert!(Cli::try_parse_from(["reroot", "pivot", "d", "--restart", "x"]).is_err());
     }
 

@@ -56,6 +56,20 @@ struct Status {
 pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     let paths = Paths::new(&args.state_dir);
     let Some(parsed) = journal::read(&paths.journal)? else {
+        // The state directory is a tmpfs: after a restart only the copy
+        // kept on the root tells what happened.
+        let kept = paths.kept_copy();
+        if !args.follow {
+            if let Some(parsed) = journal::read(&kept.journal)? {
+                let summary = journal::summarize(&parsed.records)?;
+                let rep = report::from_kept_copy(
+                    report::build(&summary, None, journal::now_ms(), &kept),
+                    &kept.dir,
+                );
+                let tail = Follower::new(&kept.dir, 0, 0).tail(args.lines);
+                return show(rep, tail, &kept, ctx);
+            }
+        }
         if ctx.json {
             output::json(&serde_json::json!({
                 "state": "none",
@@ -97,6 +111,10 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         &paths,
     );
     let tail = Follower::new(&args.state_dir, 0, 0).tail(args.lines);
+    show(rep, tail, &paths, ctx)
+}
+
+fn show(rep: report::MigrateReport, tail: Vec<String>, paths: &Paths, ctx: &Ctx) -> CmdResult {
     if ctx.json {
         output::json(&Status {
             report: rep,

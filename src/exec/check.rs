@@ -29,6 +29,9 @@ pub struct CheckOptions {
     pub skip_pids: Vec<u32>,
     /// The copy will get a new UUID (`--new-uuid`): `UUID=` references break.
     pub new_uuid: bool,
+    /// The copy is a transform into this type (`--mkfs`): the target may be
+    /// smaller than the root; the data must fit and the boot chain read it.
+    pub mkfs: Option<crate::plan::transform::MkfsType>,
 }
 
 impl Default for CheckOptions {
@@ -40,6 +43,7 @@ impl Default for CheckOptions {
             run_dir: PathBuf::from("/run"),
             skip_pids: Vec::new(),
             new_uuid: false,
+            mkfs: None,
         }
     }
 }
@@ -51,8 +55,35 @@ pub fn check(sys: &SysRoot, opts: &CheckOptions) -> Result<Report> {
         rootfs::gather(sys, &opts.root, &opts.skip_pids).map_err(|e| e.stage(Stage::Check))?;
     let init = init_of(sys, opts);
     let mut report = preflight::assess(&facts, &init);
+    if opts.root == Path::new("/") {
+        // The running system: can the pivot restart its daemons?
+        if let Some((why, advice)) = crate::plan::services::restart_refusal(&init) {
+            report.add(vec![Finding::new(
+                Severity::Blocker,
+                Category::RunsFromRoot,
+                why,
+                advice,
+            )]);
+        }
+    }
     if let Some(t) = &opts.target {
-        report.add(target_checks(sys, facts.dev(), t, opts.force));
+        report.add(target_checks(
+            sys,
+            facts.dev(),
+            t,
+            opts.force,
+            opts.mkfs.is_some(),
+        ));
+        if let Some(kind) = opts.mkfs {
+            let src = facts.root.source.clone();
+            report.add(crate::exec::transform::boot::check_findings(
+                std::path::Path::new(&src),
+                &opts.root,
+                t,
+                kind,
+                opts.new_uuid,
+            ));
+        }
         if let Some(name) = target_kernel_name(sys, t) {
             report.add(boot::as_check_findings(&boot::readiness(
                 sys, &opts.root, &name,
@@ -92,7 +123,13 @@ fn blocker(summary: String, advice: String, path: &Path) -> Finding {
 }
 
 /// The target rules against the root's device (`devices`' checks).
-fn target_checks(sys: &SysRoot, root_dev: u64, target: &Path, force: bool) -> Vec<Finding> {
+fn target_checks(
+    sys: &SysRoot,
+    root_dev: u64,
+    target: &Path,
+    force: bool,
+    mkfs: bool,
+) -> Vec<Finding> {
     let tgt = match device::inspect(target, sys) {
         Ok(t) => t,
         Err(e) => {
@@ -112,7 +149,8 @@ fn target_checks(sys: &SysRoot, root_dev: u64, target: &Path, force: bool) -> Ve
         .and_then(|node| device::inspect(&node, sys).map_err(|e| e.to_string()));
     match src {
         Ok(src) => {
-            let needed = target::needed_bytes(&src);
+            // A transform copies files: its own check (`--mkfs`) sizes it.
+            let needed = if mkfs { 0 } else { target::needed_bytes(&src) };
             preflight::target_findings(&target::check_targets(&src, &[tgt], needed, force))
         }
         Err(why) => vec![blocker(

@@ -3,7 +3,7 @@
 //! mounted or held by md, LVM or another exclusive opener). When it is
 //! mounted, the error names the mount point.
 //!
-//! Imports `error`, `probe::mountinfo`.
+//! Imports `error`, `probe::mountinfo`, `sys::lock`.
 
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -53,10 +53,18 @@ pub fn open_unused(dev: &Path) -> Result<File> {
 }
 
 /// Wait (at most the release grace) until `dev`, a block device we just
-/// closed after holding it exclusively, can be claimed again; an image
-/// file returns at once. Used by `copy` before it returns.
+/// closed after holding it exclusively (or an image file we held locked),
+/// can be claimed again. Used by `copy` before it returns.
 pub fn wait_released(dev: &Path) {
     if !is_block_device(dev).unwrap_or(false) {
+        // An image file: its write lock goes with the ring's last reference.
+        let Ok(f) = File::open(dev) else { return };
+        let deadline = Instant::now() + RELEASE_GRACE;
+        while crate::sys::lock::write_locked_by_other(&f).unwrap_or(false)
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         return;
     }
     let deadline = Instant::now() + RELEASE_GRACE;

@@ -135,6 +135,12 @@ pub struct FinishReport {
     pub warnings: Vec<String>,
     /// The error, if any.
     pub error: Option<String>,
+    /// Nothing was left to do: the old root was unmounted, released and
+    /// re-identified already (by the migration's worker, an earlier
+    /// `finish`, or the shutdown guard).
+    pub nothing_left: bool,
+    /// Where each name of the root leads now (label, UUID, root=, fstab).
+    pub names: Vec<crate::plan::identity::NameStatus>,
 }
 
 fn identity_of(dev: &Path) -> Identity {
@@ -150,7 +156,11 @@ fn identity_of(dev: &Path) -> Identity {
 
 /// The device node for `major:minor`: `preferred` if it is that device, else
 /// `/dev/<kernel name>`.
-fn device_node(sys: &SysRoot, devno: (u32, u32), preferred: Option<&Path>) -> Option<PathBuf> {
+pub(crate) fn device_node(
+    sys: &SysRoot,
+    devno: (u32, u32),
+    preferred: Option<&Path>,
+) -> Option<PathBuf> {
     let is_it = |p: &Path| {
         fs::metadata(p)
             .map(|m| {
@@ -264,6 +274,24 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
         report.new_identity = identity_of(d);
     }
     let raw = libc::makedev(devno.0, devno.1);
+    let (old_id, new_id) = (&report.old_identity_before, &report.new_identity);
+    let reidentified = old_id.uuid.is_some()
+        && old_id.uuid != new_id.uuid
+        && (old_id.label != new_id.label || new_id.label.as_deref() == Some(""));
+    if at_put_old.is_none() && (reidentified || o.keep_old_identity) {
+        // Done before (the worker, an earlier finish, the shutdown guard).
+        let (_, left) = pivot::scan_old_root(&sys, raw).map_err(|e| e.stage(Stage::Finish))?;
+        if left.is_empty() {
+            report.unmounted = true;
+            report.nothing_left = true;
+            report.old_identity_after = report.old_identity_before.clone();
+            if let (Some(old), Some(new)) = (&report.old_device, &report.new_device) {
+                report.names = crate::exec::identity::names_now(&sys, old, new, guard_active());
+            }
+            report.ok = true;
+            return Ok(report);
+        }
+    }
 
     // 1. What still holds it.
     if let Some(m) = &at_put_old {
@@ -512,6 +540,9 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
         .map(|c| c.command.clone())
         .collect();
     let boot_failed = report.boot_ran && report.commands.iter().rev().any(|c| !c.ok);
+    if let (Some(old), Some(new)) = (&report.old_device, &report.new_device) {
+        report.names = crate::exec::identity::names_now(&sys, old, new, guard_active());
+    }
     report.ok = report.unmounted
         && report.released != Some(false)
         && (id_changed || o.keep_old_identity)
@@ -524,6 +555,162 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
         });
     }
     Ok(report)
+}
+
+/// The login-session marks of `pid` (cgroup v2 path, audit session).
+pub fn session_mark(sys: &SysRoot, pid: u32) -> plan::SessionMark {
+    let cgroup = fs::read_to_string(sys.proc(format!("{pid}/cgroup")))
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_owned))
+        });
+    let audit_session = fs::read_to_string(sys.proc(format!("{pid}/sessionid")))
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    plan::SessionMark {
+        pid,
+        cgroup,
+        audit_session,
+    }
+}
+
+/// Who holds the old root at `put_old` (left by the pivot recorded in
+/// `state_dir`), split into the login session of process `me` and the rest.
+/// `None` when the old root is not mounted there any more.
+pub fn release_wait(
+    put_old: &Path,
+    state_dir: &Path,
+    me: u32,
+) -> Result<Option<plan::ReleaseWait>> {
+    let sys = SysRoot::live();
+    let mounts = mountinfo::read(&sys, "self")?;
+    let Some(m) = top_mount_at(&mounts, put_old) else {
+        return Ok(None);
+    };
+    if let Ok(st) = pivot::read_state(state_dir) {
+        if (m.major, m.minor) != st.plan.old_root_dev {
+            return Ok(None);
+        }
+    }
+    let (holders, _) = pivot::scan_old_root(&sys, libc::makedev(m.major, m.minor))?;
+    let marks: Vec<(plan::SessionMark, String)> = holders
+        .iter()
+        .map(|h| (session_mark(&sys, h.pid), h.comm.clone()))
+        .collect();
+    let ancestors = pivot::ancestors(&sys, me);
+    Ok(Some(plan::split_holders(
+        &session_mark(&sys, me),
+        &ancestors,
+        &marks,
+    )))
+}
+
+/// The transient unit that re-identifies the old root at shutdown at the
+/// latest (installed by the pivot when the UUID cannot change while mounted).
+pub const GUARD_UNIT: &str = "reroot-oldroot-guard.service";
+
+/// `systemd-escape --path --suffix=mount`: the mount unit of `p`.
+pub fn mount_unit(p: &Path) -> String {
+    let s = p.to_string_lossy();
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        return "-.mount".to_owned();
+    }
+    let mut out = String::new();
+    for (i, b) in trimmed.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b if b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b':' => {
+                out.push(char::from(b));
+            }
+            b => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out.push_str(".mount");
+    out
+}
+
+fn systemd_is_pid1() -> bool {
+    fs::read_to_string("/proc/1/comm").is_ok_and(|c| c.trim() == "systemd")
+        && Path::new("/run/systemd/system").is_dir()
+}
+
+/// The shutdown guard is active.
+pub fn guard_active() -> bool {
+    systemd_is_pid1()
+        && run_with_timeout(
+            &[
+                "systemctl".to_owned(),
+                "is-active".to_owned(),
+                "--quiet".to_owned(),
+                GUARD_UNIT.to_owned(),
+            ],
+            Duration::from_secs(10),
+        )
+        .is_ok()
+}
+
+/// The `systemd-run` argv of the shutdown guard: a oneshot unit that stays
+/// active and whose stop runs `reroot finish`. It is stopped at shutdown
+/// (`Conflicts=umount.target`) after the old root's mount unit
+/// (`Before=` it, so stopped after it): the old root is unmounted by then
+/// and `finish` gives it a new UUID. `DefaultDependencies=no` keeps it out of
+/// the ordinary service shutdown, which runs before the unmounts.
+pub fn guard_command(exe: &Path, put_old: &Path, state_dir: &Path) -> Vec<String> {
+    let stop = format!(
+        "{} finish --oldroot {} --state-dir {}",
+        exe.display(),
+        put_old.display(),
+        state_dir.display()
+    );
+    [
+        "systemd-run".to_owned(),
+        format!("--unit={GUARD_UNIT}"),
+        "--description=reroot: re-identify the old root when it is unmounted".to_owned(),
+        "--quiet".to_owned(),
+        "--service-type=oneshot".to_owned(),
+        "--property=RemainAfterExit=yes".to_owned(),
+        "--property=DefaultDependencies=no".to_owned(),
+        "--property=Conflicts=umount.target".to_owned(),
+        "--property=Before=umount.target".to_owned(),
+        format!("--property=Before={}", mount_unit(put_old)),
+        "--property=TimeoutStopSec=600".to_owned(),
+        format!("--property=ExecStop={stop}"),
+        "/bin/true".to_owned(),
+    ]
+    .into()
+}
+
+/// Install the shutdown guard ([`guard_command`]). `Ok(what)` says what was
+/// done; `Err(why)` why there is none (no systemd as PID 1, systemd-run
+/// failed): then `finish` must run before the next reboot.
+pub fn install_shutdown_guard(
+    exe: &Path,
+    put_old: &Path,
+    state_dir: &Path,
+) -> std::result::Result<String, String> {
+    if !systemd_is_pid1() {
+        return Err(
+            "PID 1 is not systemd: nothing re-identifies the old root at shutdown; \
+run `reroot finish` before rebooting"
+                .to_owned(),
+        );
+    }
+    if guard_active() {
+        return Ok(format!("{GUARD_UNIT} is active already"));
+    }
+    run_with_timeout(
+        &guard_command(exe, put_old, state_dir),
+        Duration::from_secs(30),
+    )
+    .map(|_| {
+        format!(
+            "{GUARD_UNIT}: gives the old root a new UUID once it is unmounted, at shutdown at the \
+latest"
+        )
+    })
 }
 
 fn boot_facts(
@@ -650,7 +837,9 @@ mod tests {
     #[test]
     fn identity_of_a_fresh_ext4_image() {
         if !on_path("mkfs.ext4") {
-            return;
+            return crate::test_skip::skip(
+                "`mkfs.ext4` is not installed (.ci/run installs e2fsprogs)",
+            );
         }
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("i");
@@ -675,5 +864,35 @@ mod tests {
             Some("0a1b2c3d-0000-4000-8000-00000000abcd")
         );
         assert!(id.fstype.unwrap().starts_with("ext"));
+    }
+
+    #[test]
+    fn mount_units_are_escaped_like_systemd_escape() {
+        assert_eq!(mount_unit(Path::new("/mnt/oldroot")), "mnt-oldroot.mount");
+        assert_eq!(mount_unit(Path::new("/")), "-.mount");
+        assert_eq!(mount_unit(Path::new("/old root/")), "old\\x20root.mount");
+        assert_eq!(mount_unit(Path::new("/.old")), "\\x2eold.mount");
+        assert_eq!(mount_unit(Path::new("/a-b")), "a\\x2db.mount");
+    }
+
+    #[test]
+    fn the_guard_stops_after_the_old_root_is_unmounted() {
+        let c = guard_command(
+            Path::new("/usr/local/sbin/reroot"),
+            Path::new("/mnt/oldroot"),
+            Path::new("/run/reroot"),
+        );
+        let has = |a: &str| c.iter().any(|x| x == a);
+        assert_eq!(c[0], "systemd-run");
+        assert!(has("--unit=reroot-oldroot-guard.service"));
+        assert!(has("--property=RemainAfterExit=yes"));
+        assert!(has("--property=DefaultDependencies=no"));
+        assert!(has("--property=Conflicts=umount.target"));
+        // Before= the mount: stopped after it at shutdown.
+        assert!(has("--property=Before=mnt-oldroot.mount"));
+        assert!(has(
+            "--property=ExecStop=/usr/local/sbin/reroot finish --oldroot /mnt/oldroot \
+             --state-dir /run/reroot"
+        ));
     }
 }

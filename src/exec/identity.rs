@@ -304,6 +304,126 @@ unmount it, then retry",
     })
 }
 
+/// What [`reidentify_mounted`] did to the old root right after the pivot.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OnlineReidentify {
+    /// The old root's device.
+    pub device: PathBuf,
+    /// Label before and after.
+    pub label_before: String,
+    /// Label after.
+    pub label_after: String,
+    /// UUID before.
+    pub uuid_before: String,
+    /// UUID after (the same when the change waits for the unmount).
+    pub uuid_after: String,
+    /// Why the UUID could not change yet (it changes when the old root is
+    /// unmounted: `finish`, or the shutdown guard).
+    pub uuid_deferred: Option<String>,
+    /// Commands run and their result.
+    pub commands: Vec<String>,
+}
+
+/// Re-identify the old root while it is still mounted (right after
+/// `pivot_root`): the label `oldroot` at once, and a new UUID when no
+/// checksum is seeded from it ([`decide::online_plan`]). Never enables
+/// `metadata_csum_seed`. Each change is checked by reading the superblock
+/// back; a tool failure is recorded, not fatal (the pivot has happened).
+pub fn reidentify_mounted(dev: &Path) -> Result<OnlineReidentify> {
+    let read = || -> Result<FsInfo> {
+        let file = std::fs::File::open(dev)
+            .map_err(|e| Error::io(format!("opening {}", dev.display()), e).device(dev))?;
+        read_info(&file, dev)
+    };
+    let before = read()?;
+    let plan = decide::online_plan(before.kind, before.ext.as_ref(), &before.label);
+    let mut out = OnlineReidentify {
+        device: dev.to_path_buf(),
+        label_before: before.label.clone(),
+        uuid_before: before.uuid.clone(),
+        ..OnlineReidentify::default()
+    };
+    let tune2fs = tools::find("tune2fs");
+    let run = |args: &[&str], out: &mut OnlineReidentify| -> bool {
+        let Some(t) = &tune2fs else {
+            out.commands.push("tune2fs: not found".to_owned());
+            return false;
+        };
+        let mut argv = vec![t.display().to_string()];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv.push(dev.display().to_string());
+        let r = crate::exec::services::run_with_timeout(&argv, std::time::Duration::from_secs(60));
+        out.commands.push(format!(
+            "{}: {}",
+            argv.join(" "),
+            match &r {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.clone(),
+            }
+        ));
+        r.is_ok()
+    };
+    if plan.relabel {
+        run(&["-L", decide::OLD_LABEL], &mut out);
+    }
+    match &plan.new_uuid_now {
+        Ok(()) => {
+            if !run(&["-U", "random"], &mut out) {
+                out.uuid_deferred = Some("tune2fs -U failed on the mounted filesystem".into());
+            }
+        }
+        Err(why) => out.uuid_deferred = Some(why.clone()),
+    }
+    let after = read()?;
+    out.label_after = after.label;
+    out.uuid_after = after.uuid;
+    if out.uuid_deferred.is_none() && out.uuid_after == out.uuid_before {
+        out.uuid_deferred = Some("the UUID did not change".into());
+    }
+    Ok(out)
+}
+
+/// Where each name of the root leads now ([`decide::names_status`]): the
+/// new root's own label and UUID, root= on the running kernel's command line
+/// and the `/` entry of `/etc/fstab` (of the running root, which is the new
+/// one after the pivot). `old_dev`/`new_dev` are the two devices;
+/// `shutdown_guard`: something re-identifies the old root at shutdown.
+pub fn names_now(
+    sys: &SysRoot,
+    old_dev: &Path,
+    new_dev: &Path,
+    shutdown_guard: bool,
+) -> Vec<decide::NameStatus> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let devno = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .filter(|m| m.file_type().is_block_device())
+            .map(|m| (libc::major(m.rdev()), libc::minor(m.rdev())))
+    };
+    let named = |p: &Path| {
+        let id = identity_of(p).ok();
+        decide::NamedFs {
+            uuid: id.as_ref().map(|i| i.uuid.to_ascii_lowercase()),
+            label: id.map(|i| i.label),
+            devno: devno(p),
+        }
+    };
+    let tab = fstab::read(Path::new("/etc/fstab")).ok();
+    let line = cmdline::read(sys).ok();
+    let refs: Vec<_> = decide::root_refs(tab.as_ref(), line.as_ref())
+        .into_iter()
+        .map(|r| {
+            let resolved = match &r.device {
+                fstab::DeviceRef::Path(p) => devno(p),
+                _ => None,
+            };
+            (r, resolved)
+        })
+        .collect();
+    decide::names_status(&named(old_dev), &named(new_dev), &refs, shutdown_guard)
+}
+
 /// `check`'s boot-configuration findings (issue 6): how `ROOT_DIR/etc/fstab`
 /// and, when `root_dir` is `/`, the kernel command line name the root on
 /// device `root_dev`, and whether each name survives the move to `target`
@@ -353,6 +473,7 @@ pub fn boot_config_findings(
             let severity = match f.severity {
                 decide::Severity::Info => preflight::Severity::Info,
                 decide::Severity::Warning => preflight::Severity::Warning,
+                decide::Severity::Blocker => preflight::Severity::Blocker,
             };
             let mut out = preflight::Finding::new(
                 severity,

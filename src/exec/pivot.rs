@@ -47,8 +47,10 @@ pub const FORBID_NS_ENV: &str = "REROOT_FORBID_MNT_NS";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartMode {
-    /// Restart everything restartable, in order.
+    /// Restart everything restartable, in order, user managers included.
     Auto,
+    /// Like `Auto`, but leave user managers (`user@UID.service`) alone.
+    System,
     /// Only list what still runs from the old root and the restart plan.
     List,
     /// Neither list nor restart.
@@ -202,6 +204,16 @@ pub struct PivotReport {
     pub warnings: Vec<String>,
     /// The log file.
     pub log: PathBuf,
+    /// What was done to the old root's identity right after the pivot
+    /// (label `oldroot` at once; a new UUID when possible while mounted).
+    #[serde(default)]
+    pub old_identity: Option<crate::exec::identity::OnlineReidentify>,
+    /// The shutdown guard: what was installed (`Ok`), or why none was.
+    #[serde(default)]
+    pub shutdown_guard: Option<std::result::Result<String, String>>,
+    /// Where each name of the root leads after the pivot.
+    #[serde(default)]
+    pub names: Vec<crate::plan::identity::NameStatus>,
 }
 
 impl PivotReport {
@@ -231,6 +243,9 @@ impl PivotReport {
             remaining: Vec::new(),
             warnings: Vec::new(),
             log: o.state_dir.join("pivot.log"),
+            old_identity: None,
+            shutdown_guard: None,
+            names: Vec::new(),
         }
     }
 
@@ -333,7 +348,7 @@ fn stat_field(sys: &SysRoot, pid: u32, idx: usize) -> Option<u32> {
     s.rsplit_once(") ")?.1.split(' ').nth(idx)?.parse().ok()
 }
 
-fn ancestors(sys: &SysRoot, pid: u32) -> Vec<u32> {
+pub(crate) fn ancestors(sys: &SysRoot, pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut p = pid;
     while let Some(pp) = stat_field(sys, p, 1) {
@@ -396,6 +411,12 @@ fn newroot_of(state_dir: &Path) -> PathBuf {
 fn precheck(sys: &SysRoot, o: &PivotOptions) -> Result<MountPlan> {
     if !nix::unistd::geteuid().is_root() {
         return Err(Error::refused("reroot pivot must run as root"));
+    }
+    if matches!(o.restart, RestartMode::Auto | RestartMode::System) {
+        let init = crate::probe::init::detect(sys, Path::new("/run"));
+        if let Some((why, advice)) = crate::plan::services::restart_refusal(&init) {
+            return Err(Error::refused(why).hint(advice).stage(Stage::Pivot));
+        }
     }
     let new_devno = devno_of(&o.new_dev)?;
     let mounts = mountinfo::read(sys, "self")?;
@@ -1046,6 +1067,7 @@ fn worker_continue(
     report.all_moved_ms = state.all_moved_ms;
     report.warnings.extend(state.warnings.iter().cloned());
     let old_dev = libc::makedev(state.plan.old_root_dev.0, state.plan.old_root_dev.1);
+    reidentify_old_root(req, &state, &mut report, &mut log);
     let op = Operator {
         self_pids: vec![std::process::id(), req.operator_pid],
         sid: req.operator_sid,
@@ -1070,7 +1092,7 @@ fn worker_continue(
             ));
         }
     }
-    if o.restart == RestartMode::Auto {
+    if matches!(o.restart, RestartMode::Auto | RestartMode::System) {
         let manager = Manager::detect(&sys, Path::new("/run"));
         log.line(&format!("service manager: {manager:?}"));
         let ctx = services::RestartCtx {
@@ -1080,8 +1102,16 @@ fn worker_continue(
             command_limit: Duration::from_secs(o.command_timeout_secs),
             sshd_limit: Duration::from_secs(o.sshd_timeout_secs),
         };
+        let to_restart: Vec<RestartGroup> = report
+            .groups
+            .iter()
+            .filter(|g| {
+                o.restart == RestartMode::Auto || g.class != plan::RestartClass::UserManager
+            })
+            .cloned()
+            .collect();
         let (outcomes, checks) =
-            services::restart_all(&report.groups, &ctx, &mut |l: &str| log.line(l));
+            services::restart_all(&to_restart, &ctx, &mut |l: &str| log.line(l));
         report.manager = Some(manager);
         for c in &checks {
             if !c.listening {
@@ -1135,6 +1165,96 @@ fn worker_continue(
     ));
     write_json(&o.state_dir.join("result.json"), &report)?;
     Ok(report)
+}
+
+/// Right after the pivot: no reboot may land on the old root. Relabel it
+/// (and give it a new UUID when that is possible while it is mounted), then
+/// install the shutdown guard for what must wait until it is unmounted.
+fn reidentify_old_root(
+    req: &Request,
+    state: &State,
+    report: &mut PivotReport,
+    log: &mut ActionLog,
+) {
+    let sys = SysRoot::live();
+    let old = crate::exec::finish::device_node(
+        &sys,
+        state.plan.old_root_dev,
+        Some(Path::new(&state.plan.old_root_source)),
+    );
+    let new = crate::exec::finish::device_node(&sys, state.new_devno, Some(&req.options.new_dev));
+    let Some(old) = old else {
+        let w = format!(
+            "the old root's device {}:{} has no device node: it was not relabelled; run `reroot \
+             finish` before rebooting",
+            state.plan.old_root_dev.0, state.plan.old_root_dev.1
+        );
+        log.line(&w);
+        report.warnings.push(w);
+        return;
+    };
+    match crate::exec::identity::reidentify_mounted(&old) {
+        Ok(r) => {
+            for c in &r.commands {
+                log.line(&format!("old root identity: {c}"));
+            }
+            log.line(&format!(
+                "old root {}: label {:?} -> {:?}, UUID {} -> {}{}",
+                old.display(),
+                r.label_before,
+                r.label_after,
+                r.uuid_before,
+                r.uuid_after,
+                r.uuid_deferred
+                    .as_deref()
+                    .map(|w| format!(" (new UUID when unmounted: {w})"))
+                    .unwrap_or_default()
+            ));
+            let deferred = r.uuid_deferred.is_some();
+            report.old_identity = Some(r);
+            if deferred {
+                let exe = if req.exe.is_file() {
+                    Ok(req.exe.clone())
+                } else {
+                    Err(format!(
+                        "{} is not on the new root: no shutdown guard; run `reroot finish` \
+                         before rebooting",
+                        req.exe.display()
+                    ))
+                };
+                let g = exe.and_then(|exe| {
+                    crate::exec::finish::install_shutdown_guard(
+                        &exe,
+                        &req.options.put_old,
+                        &req.options.state_dir,
+                    )
+                });
+                log.line(&format!("shutdown guard: {g:?}"));
+                report.shutdown_guard = Some(g);
+            }
+        }
+        Err(e) => {
+            let w = format!("the old root {} was not relabelled: {e}", old.display());
+            log.line(&w);
+            report.warnings.push(w);
+        }
+    }
+    if let Some(new) = new {
+        let guard = matches!(report.shutdown_guard, Some(Ok(_)));
+        report.names = crate::exec::identity::names_now(&sys, &old, &new, guard);
+        for n in &report.names {
+            log.line(&format!(
+                "name {} ({}): {:?}{}",
+                n.name,
+                n.used_by,
+                n.target,
+                n.left
+                    .as_deref()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
 }
 
 /// Processes that still use the filesystem `dev` (`st_dev`): executable,

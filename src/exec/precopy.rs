@@ -288,7 +288,13 @@ impl Live {
 
     fn rounds(&mut self, events: &EventSink) -> Result<()> {
         let map1 = self.map1.clone();
-        let s = self.copy_set(&map1, 0, "round 1", events)?;
+        // A resumed pre-copy (`delta`) writes only the chunks that differ
+        // from what the interrupted run left on the target.
+        let s = if self.opts.copy.delta {
+            self.run_set(&map1, 0, Pass::Delta, "round 1", events)?
+        } else {
+            self.copy_set(&map1, 0, "round 1", events)?
+        };
         self.push_round(1, &s, events);
         let mut prev = None;
         let mut next = 2u32;

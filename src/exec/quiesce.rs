@@ -665,6 +665,16 @@ fn undo_step(
                 mgr.start(units)
             }
         }
+        Step::Unmount { mount } if crate::plan::quiesce::is_fuse(&mount.fstype) => {
+            // Its daemon ended with the unmount; `mount -t fuse.X` would
+            // fail or mount a dead connection. Said up front in the plan.
+            notes.push(format!(
+                "{} not mounted again: {}",
+                mount.mount_point.display(),
+                crate::plan::quiesce::fuse_note(mount)
+            ));
+            Ok(())
+        }
         Step::Unmount { mount } => mount_spec(mount, &mount.source),
         Step::ReleaseLoop {
             loop_device,
@@ -831,6 +841,44 @@ mod tests {
         assert!(!p.exists());
         let e = resume(&SysRoot::live(), &p, &fake, &EventSink::none()).unwrap_err();
         assert!(e.to_string().contains("no quiesce to undo"), "{e}");
+    }
+
+    /// Regression: resume "re-mounted" a FUSE mount with a plain `mount`,
+    /// which cannot start its daemon. Now it leaves it and says so (here
+    /// `mount` would have failed: the mount point does not exist).
+    #[test]
+    fn resume_leaves_a_fuse_mount_to_its_daemon_and_says_so() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.json");
+        let mp = d.path().join("no-such-dir/sshfs");
+        State {
+            version: 1,
+            root: "/r".into(),
+            device: "7:3".into(),
+            init: InitSystem::Systemd,
+            steps: vec![Step::Unmount {
+                mount: MountSpec {
+                    mount_point: mp.clone(),
+                    source: "me@host:/srv".into(),
+                    fstype: "fuse.sshfs".into(),
+                    options: "user_id=0,group_id=0".into(),
+                },
+            }],
+        }
+        .save(&p)
+        .unwrap();
+        let fake = Fake::default();
+        let out = resume(&SysRoot::live(), &p, &fake, &EventSink::none()).unwrap();
+        assert!(out.failed.is_empty(), "{:?}", out.failed);
+        assert_eq!(out.undone.len(), 1);
+        let notes = out.notes.join("\n");
+        assert!(
+            notes.contains(&format!("{} not mounted again", mp.display()))
+                && notes.contains("start again what mounted it"),
+            "{notes}"
+        );
+        assert!(!mp.exists(), "nothing was mounted or created");
+        assert!(!p.exists());
     }
 
     #[test]

@@ -222,11 +222,19 @@ impl Layout {
                 ),
             ));
         }
-        if bigalloc && first_data_block != 0 {
+        // Group 0 starts right after the boot sector's kilobyte: block 1 with
+        // 1 KiB blocks (and clusters), else block 0. Anything else shifts
+        // every group by a block; e2fsck's check_super_block requires
+        // exactly this ("first_data_block ... should have been ...").
+        let should_be = u64::from(block_size == 1024 && !bigalloc);
+        if first_data_block != should_be {
             return Err(corrupt_at(
                 at,
                 S_FIRST_DATA_BLOCK,
-                format!("s_first_data_block {first_data_block} with bigalloc (must be 0)"),
+                format!(
+                    "s_first_data_block {first_data_block} with {block_size}-byte blocks{} (must be {should_be})",
+                    if bigalloc { " and bigalloc" } else { "" }
+                ),
             ));
         }
         let fs_bytes = blocks_count.checked_mul(block_size).ok_or_else(|| {

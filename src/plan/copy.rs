@@ -42,6 +42,11 @@ pub struct CopyPlan {
     pub skipped: u64,
     /// Size of the source device.
     pub source_size: u64,
+    /// The source's last partial block (its size is not a multiple of the
+    /// alignment) when the used map reaches into it: O_DIRECT cannot move
+    /// it, so the engine copies and checks it with buffered I/O. Not in
+    /// `ranges` or `chunks`; in `bytes`.
+    pub tail: Option<Extent>,
 }
 
 impl CopyPlan {
@@ -72,11 +77,16 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
         )));
     }
     // A source whose size is not a multiple of the block size keeps its tail
-    // out of O_DIRECT reach; round the usable size down and say nothing:
-    // no filesystem puts data in a partial last block.
+    // out of O_DIRECT reach: the aligned part goes in chunks, the partial
+    // last block (when the map reaches it: a full copy) is the `tail`.
     let src_limit = source_size.saturating_sub(source_size.checked_rem(align).unwrap_or(0));
     let ranges = bridge_gaps(&used.clamp(src_limit).align_out(align, src_limit), max_gap);
-    let need = ranges.end();
+    let tail = if used.clamp(source_size).end() > src_limit {
+        Extent::from_bounds(src_limit, source_size)
+    } else {
+        None
+    };
+    let need = tail.map_or(ranges.end(), |t| t.end());
     for (i, &size) in target_sizes.iter().enumerate() {
         if size < need {
             return Err(Error::refused(format!(
@@ -86,7 +96,9 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
             .hint("use a target at least as large as the source filesystem"));
         }
     }
-    let bytes = ranges.total_bytes();
+    let bytes = ranges
+        .total_bytes()
+        .saturating_add(tail.map_or(0, |t| t.len()));
     let chunks = ranges.chunk_count(chunk_size);
     Ok(CopyPlan {
         chunk_size,
@@ -95,6 +107,7 @@ pub fn plan_copy(input: &PlanInput<'_>) -> Result<CopyPlan> {
         skipped: source_size.saturating_sub(bytes),
         source_size,
         ranges,
+        tail,
     })
 }
 
@@ -221,19 +234,37 @@ mod tests {
         assert_eq!(pairs(&p.ranges), vec![(0, (1 << 20) + 4096)]);
     }
 
+    /// Issue 11: a source whose size is not a multiple of 4 KiB lost its
+    /// tail (a 5000-byte source copied 4096 bytes and reported success; a
+    /// 1500-byte one copied "0 chunks").
     #[test]
-    fn unaligned_source_tail_is_left_out() {
-        let used = ExtentList::whole(10_000);
-        let p = plan_copy(&PlanInput {
-            used: &used,
-            source_size: 10_000,
-            target_sizes: &[8192],
+    fn unaligned_source_tail_is_planned_not_dropped() {
+        let input = |used, size, targets| PlanInput {
+            used,
+            source_size: size,
+            target_sizes: targets,
             align: 4096,
             chunk_size: 4096,
             max_gap: 0,
-        })
-        .unwrap();
+        };
+        let used = ExtentList::whole(10_000);
+        let p = plan_copy(&input(&used, 10_000, &[10_000])).unwrap();
         assert_eq!(pairs(&p.ranges), vec![(0, 8192)]);
-        assert_eq!(p.skipped, 10_000 - 8192);
+        assert_eq!(p.tail, Extent::from_bounds(8192, 10_000));
+        assert_eq!((p.bytes, p.skipped, p.chunks), (10_000, 0, 2));
+        // The tail needs room on the target.
+        let e = plan_copy(&input(&used, 10_000, &[8192])).unwrap_err();
+        assert!(e.to_string().contains("reaches byte 10000"), "{e}");
+        // Smaller than one block: no chunk at all, only the tail.
+        let used = ExtentList::whole(1500);
+        let p = plan_copy(&input(&used, 1500, &[4096])).unwrap();
+        assert!(p.ranges.is_empty());
+        assert_eq!(p.tail, Extent::from_bounds(0, 1500));
+        assert_eq!((p.bytes, p.chunks), (1500, 0));
+        // A used map that stops before the partial block: no tail.
+        let used = list(&[(0, 4096)]);
+        let p = plan_copy(&input(&used, 10_000, &[8192])).unwrap();
+        assert_eq!(p.tail, None);
+        assert_eq!(p.bytes, 4096);
     }
 }

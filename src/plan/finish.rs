@@ -233,6 +233,78 @@ pub fn check_fstab(text: &str, id: &RootIdentity) -> FstabVerdict {
     }
 }
 
+/// What tells one process's login session from another's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionMark {
+    /// Its pid.
+    pub pid: u32,
+    /// Its cgroup v2 path (`/user.slice/user-0.slice/session-3.scope`).
+    pub cgroup: Option<String>,
+    /// Its audit login session (`/proc/PID/sessionid`; `u32::MAX` = none).
+    pub audit_session: Option<u32>,
+}
+
+/// A cgroup that is a logind login session (`.../session-N.scope`).
+fn is_login_scope(cgroup: &str) -> bool {
+    cgroup
+        .rsplit('/')
+        .next()
+        .is_some_and(|leaf| leaf.starts_with("session-") && leaf.ends_with(".scope"))
+}
+
+/// Does `p` belong to the login session of `me` (whose ancestors are
+/// `ancestors`)? Yes when it is `me` or one of its ancestors (the shell, the
+/// sshd session process), or shares its logind session scope
+/// (`session-N.scope`: what logind ends when the user logs out). Only when
+/// `me` is in no session scope (no logind) does the audit login session
+/// (`/proc/PID/sessionid`) stand in for it. The process session (`setsid`)
+/// proves nothing.
+pub fn in_own_session(me: &SessionMark, ancestors: &[u32], p: &SessionMark) -> bool {
+    if p.pid == me.pid || ancestors.contains(&p.pid) {
+        return true;
+    }
+    match (&me.cgroup, &p.cgroup) {
+        (Some(a), Some(b)) if is_login_scope(a) => a == b,
+        _ => {
+            let audit = me.audit_session.filter(|s| *s != u32::MAX);
+            audit.is_some() && p.audit_session == audit
+        }
+    }
+}
+
+/// Who still holds the old root, from the point of view of one login.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseWait {
+    /// Holders in the caller's own login session: pid and command.
+    pub own: Vec<(u32, String)>,
+    /// Every other holder: pid and command.
+    pub others: Vec<(u32, String)>,
+}
+
+impl ReleaseWait {
+    /// Only the caller's own session holds it: logging out releases it.
+    pub fn only_own_session(&self) -> bool {
+        !self.own.is_empty() && self.others.is_empty()
+    }
+}
+
+/// Split holders (mark and command) into the caller's own session and the rest.
+pub fn split_holders(
+    me: &SessionMark,
+    ancestors: &[u32],
+    holders: &[(SessionMark, String)],
+) -> ReleaseWait {
+    let mut w = ReleaseWait::default();
+    for (m, comm) in holders {
+        if in_own_session(me, ancestors, m) {
+            w.own.push((m.pid, comm.clone()));
+        } else {
+            w.others.push((m.pid, comm.clone()));
+        }
+    }
+    w
+}
+
 /// What the new root device is built on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -522,5 +594,65 @@ mod tests {
                 .any(|n| n.contains("no initramfs generator"))
         );
         assert!(bare.notes.iter().any(|n| n.contains("no GRUB")));
+    }
+
+    #[test]
+    fn own_session_is_recognised_by_ancestry_scope_or_audit_session() {
+        let scope = "/user.slice/user-0.slice/session-3.scope";
+        let me = SessionMark {
+            pid: 900,
+            cgroup: Some(scope.into()),
+            audit_session: Some(3),
+        };
+        let mark = |pid, cg: Option<&str>, audit| SessionMark {
+            pid,
+            cgroup: cg.map(str::to_owned),
+            audit_session: audit,
+        };
+        let holders = vec![
+            (mark(850, None, None), "bash".to_owned()), // parent shell
+            (mark(840, Some(scope), Some(3)), "sshd".to_owned()), // same scope
+            (
+                mark(870, Some("/system.slice/x.service"), Some(3)),
+                "tail".to_owned(),
+            ), // same audit login, but a service now: not this session's
+            (
+                mark(
+                    880,
+                    Some("/user.slice/user-0.slice/session-4.scope"),
+                    Some(4),
+                ),
+                "bash".to_owned(),
+            ), // a second login of root
+            (
+                mark(
+                    890,
+                    Some("/user.slice/user-0.slice/user@0.service/init.scope"),
+                    Some(u32::MAX),
+                ),
+                "systemd".to_owned(),
+            ),
+        ];
+        let w = split_holders(&me, &[850, 800], &holders);
+        let pids = |v: &[(u32, String)]| v.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+        assert_eq!(pids(&w.own), [850, 840]);
+        assert_eq!(pids(&w.others), [870, 880, 890]);
+        assert!(!w.only_own_session());
+        let w = split_holders(&me, &[850], &holders[..2]);
+        assert!(w.only_own_session());
+        // Without logind (no session scope), the audit session stands in.
+        let bare = SessionMark {
+            pid: 900,
+            cgroup: Some("/".into()),
+            audit_session: Some(3),
+        };
+        let w = split_holders(&bare, &[], &holders);
+        assert_eq!(pids(&w.own), [840, 870]);
+        // Nothing holds it: not "only own session" (nothing to wait for).
+        assert!(!split_holders(&me, &[], &[]).only_own_session());
+        // No audit session (u32::MAX) and a non-session cgroup prove nothing.
+        let anon = mark(1, Some("/system.slice/reroot.service"), Some(u32::MAX));
+        let other = mark(2, Some("/system.slice/reroot.service"), Some(u32::MAX));
+        assert!(!in_own_session(&anon, &[], &other));
     }
 }

@@ -13,7 +13,7 @@
 use crate::probe::cmdline::Cmdline;
 use crate::probe::device::DevNo;
 use crate::probe::devlinks::DeviceNames;
-use crate::probe::fs_superblock::FsKind;
+use crate::probe::fs_superblock::{ExtDetails, FsKind};
 use crate::probe::fstab::{DeviceRef, Fstab};
 
 /// Where a reference to the root was found.
@@ -85,6 +85,10 @@ pub enum Severity {
     Info,
     /// Fix it before rebooting into the new root.
     Warning,
+    /// The move must not start: after it, a reboot would mount the old root
+    /// (the kernel command line names the old device itself, which no
+    /// re-identification of its filesystem changes).
+    Blocker,
 }
 
 /// What happens to a reference after the move.
@@ -176,8 +180,36 @@ fn decide_ref(f: &IdentityFacts<'_>, r: &RootRef) -> Finding {
     use Severity::{Info, Warning};
     let at = place(r.origin);
     let text = r.device.describe();
+    // The kernel's root= naming the old device (not its filesystem) would
+    // mount the old root at the next boot whatever reroot does to the old
+    // filesystem's identity; reroot does not edit bootloader configurations
+    // (GRUB, systemd-boot, extlinux, a hypervisor's -append), so the move is
+    // refused until root= names the filesystem.
+    let names_old_device = r.origin == RefOrigin::Cmdline
+        && matches!(
+            r.device,
+            DeviceRef::Path(_)
+                | DeviceRef::DevNo { .. }
+                | DeviceRef::PartUuid(_)
+                | DeviceRef::PartLabel(_)
+        );
     let breaks = |why: String| {
         let to = replacement(f);
+        if names_old_device {
+            return finding(
+                Severity::Blocker,
+                Breaks,
+                r,
+                format!(
+                    "{at} names the root as `{text}`: {why}; after the move a reboot would mount \
+the OLD root, whatever reroot does to its filesystem"
+                ),
+                Some(format!(
+                    "{}; reboot once so the running kernel uses it, then migrate",
+                    change(r.origin, &text, &to)
+                )),
+            );
+        }
         finding(
             Warning,
             Breaks,
@@ -350,7 +382,10 @@ picks the root"
             Severity::Info,
             Outcome::Unknown,
             "/etc/fstab has no entry for /".to_owned(),
-            None,
+            Some(
+                "nothing to change in /etc/fstab: the root is found from the kernel command \
+line (root=) or by the initramfs, so check that it names the new device",
+            ),
         ));
     }
     if !f.new_uuid {
@@ -389,6 +424,193 @@ label may find either until the old root is re-identified"
             )),
             _ => {}
         }
+    }
+    out
+}
+
+/// What can be changed on the old root while it is still mounted (right
+/// after the pivot), and what must wait until it is unmounted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OnlinePlan {
+    /// Give it the label [`OLD_LABEL`] now (`tune2fs -L` works on a mounted
+    /// ext filesystem: through `FS_IOC_SETFSLABEL` on a read-write mount, by
+    /// rewriting the primary superblock, which a read-only mount never
+    /// writes back, otherwise).
+    pub relabel: bool,
+    /// Give it a new UUID now (`tune2fs -U random`), or why that must wait.
+    pub new_uuid_now: std::result::Result<(), String>,
+}
+
+/// The label the old root gets.
+pub const OLD_LABEL: &str = "oldroot";
+
+/// `EXT4_FEATURE_RO_COMPAT_GDT_CSUM` (uninit_bg): group descriptor checksums
+/// seeded from the UUID.
+const EXT_RO_COMPAT_GDT_CSUM: u32 = 0x0010;
+
+/// Decide what re-identifying the mounted old root may do now. Only ext2/3/4
+/// is changed while mounted. The UUID of a mounted ext filesystem can change
+/// only when no checksum is seeded from it: without `metadata_csum` and
+/// `uninit_bg`, or with `metadata_csum_seed` (the kernel's
+/// `EXT4_IOC_SETFSUUID` has the same rule and also needs a read-write
+/// mount). reroot never turns `metadata_csum_seed` on: GRUB before 2.06
+/// cannot read such a filesystem.
+pub fn online_plan(kind: FsKind, ext: Option<&ExtDetails>, label: &str) -> OnlinePlan {
+    let later = |why: &str| Err(why.to_owned());
+    match (kind, ext) {
+        (FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4, Some(e)) => OnlinePlan {
+            relabel: label != OLD_LABEL,
+            new_uuid_now: if e.stable_inodes() {
+                later("it has the stable_inodes feature: its UUID may never change")
+            } else if e.uuid_change_rewrites_checksums() {
+                later(
+                    "metadata_csum without metadata_csum_seed: a new UUID rewrites every \
+checksum, which tune2fs does only on an unmounted filesystem",
+                )
+            } else if !e.csum_seed() && e.feature_ro_compat & EXT_RO_COMPAT_GDT_CSUM != 0 {
+                later(
+                    "uninit_bg: a new UUID rewrites the group descriptor checksums, which \
+tune2fs does only on an unmounted filesystem",
+                )
+            } else {
+                Ok(())
+            },
+        },
+        (FsKind::Ext2 | FsKind::Ext3 | FsKind::Ext4, None) => OnlinePlan {
+            relabel: false,
+            new_uuid_now: later("its ext superblock could not be read"),
+        },
+        (FsKind::Xfs, _) => OnlinePlan {
+            relabel: false,
+            new_uuid_now: later("xfs_admin changes label and UUID only when unmounted"),
+        },
+        (FsKind::Btrfs, _) => OnlinePlan {
+            relabel: false,
+            new_uuid_now: later("btrfstune changes the fsid only when unmounted"),
+        },
+    }
+}
+
+/// Whether a name (`LABEL=x`, `UUID=y`) finds the new root only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NameTarget {
+    /// Only the new root answers to it.
+    NewOnly,
+    /// Both the old and the new root answer to it: a reboot may find either.
+    Both,
+    /// Only the old root answers to it: a reboot lands on the old root.
+    OldOnly,
+    /// Neither (or reroot cannot tell).
+    Neither,
+}
+
+/// One name of the root and where it leads now.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NameStatus {
+    /// `LABEL=rootfs`, `UUID=...`, `/dev/vda2`.
+    pub name: String,
+    /// Where it is used: `filesystem`, `kernel command line`, `/etc/fstab line N`.
+    pub used_by: String,
+    /// Where it leads.
+    pub target: NameTarget,
+    /// What is left to do, when it does not lead to the new root only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
+}
+
+/// The identity of one filesystem, as [`names_status`] compares them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedFs {
+    /// Filesystem UUID (lowercase).
+    pub uuid: Option<String>,
+    /// Label.
+    pub label: Option<String>,
+    /// `major:minor` of its device.
+    pub devno: Option<(u32, u32)>,
+}
+
+/// Where each name of the root leads: the new root's label and UUID
+/// themselves, then each reference (kernel `root=`, fstab's `/` entry;
+/// device paths resolved by the caller to `major:minor` in `resolved`).
+/// `shutdown_guard` says whether something re-identifies the old root at
+/// shutdown at the latest.
+pub fn names_status(
+    old: &NamedFs,
+    new: &NamedFs,
+    refs: &[(RootRef, Option<(u32, u32)>)],
+    shutdown_guard: bool,
+) -> Vec<NameStatus> {
+    let when = if shutdown_guard {
+        "the old root gets a new UUID when it is unmounted: by `reroot finish`, or at the next \
+shutdown at the latest (unit reroot-oldroot-guard)"
+    } else {
+        "run `reroot finish` (after logging out and in again) before rebooting: nothing \
+re-identifies the old root at shutdown on this system"
+    };
+    let by = |o: Option<&str>, n: Option<&str>, v: &str| match (o == Some(v), n == Some(v)) {
+        (true, true) => NameTarget::Both,
+        (false, true) => NameTarget::NewOnly,
+        (true, false) => NameTarget::OldOnly,
+        (false, false) => NameTarget::Neither,
+    };
+    let status = |name: String, used_by: String, target: NameTarget, what: &str| NameStatus {
+        name,
+        used_by,
+        target,
+        left: match target {
+            NameTarget::NewOnly => None,
+            NameTarget::Both => Some(what.to_owned()),
+            NameTarget::OldOnly => Some(
+                "a reboot would mount the OLD root: change this reference to the new root's \
+UUID or label before rebooting"
+                    .to_owned(),
+            ),
+            NameTarget::Neither => Some("it names neither root: check it".to_owned()),
+        },
+    };
+    let mut out = Vec::new();
+    if let Some(l) = new.label.as_deref().filter(|l| !l.is_empty()) {
+        out.push(status(
+            format!("LABEL={l}"),
+            "filesystem".into(),
+            by(old.label.as_deref(), Some(l), l),
+            "relabel the old root (`tune2fs -L oldroot DEV`)",
+        ));
+    }
+    if let Some(u) = &new.uuid {
+        out.push(status(
+            format!("UUID={u}"),
+            "filesystem".into(),
+            by(old.uuid.as_deref(), Some(u), u),
+            when,
+        ));
+    }
+    for (r, resolved) in refs {
+        let used_by = place(r.origin);
+        let (target, what) = match &r.device {
+            DeviceRef::Label(l) => (
+                by(old.label.as_deref(), new.label.as_deref(), l),
+                "relabel the old root (`tune2fs -L oldroot DEV`)",
+            ),
+            DeviceRef::Uuid(u) => (by(old.uuid.as_deref(), new.uuid.as_deref(), u), when),
+            DeviceRef::Path(_) | DeviceRef::DevNo { .. } => {
+                let d = match (&r.device, resolved) {
+                    (DeviceRef::DevNo { major, minor }, _) => Some((*major, *minor)),
+                    (_, d) => *d,
+                };
+                let t = match d {
+                    Some(d) if Some(d) == new.devno => NameTarget::NewOnly,
+                    Some(d) if Some(d) == old.devno => NameTarget::OldOnly,
+                    _ => NameTarget::Neither,
+                };
+                (t, "")
+            }
+            DeviceRef::PartUuid(_) | DeviceRef::PartLabel(_) | DeviceRef::Other(_) => {
+                (NameTarget::Neither, "")
+            }
+        };
+        out.push(status(r.device.describe(), used_by, target, what));
     }
     out
 }
@@ -488,19 +710,28 @@ mod tests {
             RefOrigin::Cmdline,
             false,
         );
+        // root= naming the old device: a reboot would land on the old root
+        // whatever happens to its filesystem, so the move is refused.
         assert_eq!(
             (f.severity, f.outcome),
-            (Severity::Warning, Outcome::Breaks)
+            (Severity::Blocker, Outcome::Breaks)
         );
+        assert!(f.message.contains("OLD root"), "{}", f.message);
         let advice = f.advice.unwrap();
         assert!(advice.contains(&format!("root=UUID={UUID}")), "{advice}");
         assert!(advice.contains("update-grub"), "{advice}");
+        assert!(advice.contains("reboot once"), "{advice}");
         let f = one(
             DeviceRef::Path("/dev/disk/by-id/ata-OLD-part1".into()),
             FSTAB,
             false,
         );
-        assert_eq!(f.outcome, Outcome::Breaks);
+        // In fstab it is only a warning: the kernel mounts / from root=, and
+        // `reroot finish` rewrites the entry.
+        assert_eq!(
+            (f.severity, f.outcome),
+            (Severity::Warning, Outcome::Breaks)
+        );
         assert!(f.advice.unwrap().contains(&format!("with `UUID={UUID}`")));
         let f = one(
             DeviceRef::DevNo { major: 8, minor: 1 },
@@ -540,7 +771,7 @@ mod tests {
         );
         assert_eq!(
             (f.severity, f.outcome),
-            (Severity::Warning, Outcome::Breaks)
+            (Severity::Blocker, Outcome::Breaks)
         );
         assert!(f.message.contains("partition table entry"), "{}", f.message);
         let f = one(DeviceRef::PartLabel("linux".into()), FSTAB, false);
@@ -619,6 +850,16 @@ mod tests {
         assert_eq!(fs.len(), 2, "{msgs:?}");
         assert!(msgs[0].contains("no root="), "{msgs:?}");
         assert!(msgs[1].contains("no entry for /"), "{msgs:?}");
+        // Issue 11: `check --target` printed "... no entry for / ->" and nothing.
+        let advice = fs[1].advice.as_deref().unwrap_or_default();
+        assert!(
+            advice.contains("nothing to change in /etc/fstab"),
+            "{advice}"
+        );
+        assert!(
+            fs.iter()
+                .all(|f| f.advice.as_deref().is_some_and(|a| !a.is_empty()))
+        );
 
         facts.new_uuid = false;
         let fs = decide(&facts);
@@ -634,5 +875,127 @@ mod tests {
         }];
         facts.refs = &r;
         assert_eq!(decide(&facts)[0].outcome, Outcome::Breaks);
+    }
+
+    fn ext(incompat: u32, ro_compat: u32, compat: u32) -> ExtDetails {
+        ExtDetails {
+            blocks_count: 1000,
+            feature_compat: compat,
+            feature_incompat: incompat,
+            feature_ro_compat: ro_compat,
+            state: 1,
+            mtime: 0,
+            lastcheck: 0,
+        }
+    }
+
+    #[test]
+    fn online_plan_changes_the_uuid_only_when_no_checksum_follows_it() {
+        use crate::probe::fs_superblock::{
+            EXT_COMPAT_STABLE_INODES, EXT_INCOMPAT_CSUM_SEED, EXT_RO_COMPAT_METADATA_CSUM,
+        };
+        // mkfs.ext4's default today: metadata_csum, no seed -> label now, UUID later.
+        let p = online_plan(
+            FsKind::Ext4,
+            Some(&ext(0, EXT_RO_COMPAT_METADATA_CSUM, 0)),
+            "rootfs",
+        );
+        assert!(p.relabel);
+        let why = p.new_uuid_now.unwrap_err();
+        assert!(why.contains("metadata_csum_seed"), "{why}");
+        // With the seed (set by the admin, never by reroot) the UUID can change now.
+        let p = online_plan(
+            FsKind::Ext4,
+            Some(&ext(EXT_INCOMPAT_CSUM_SEED, EXT_RO_COMPAT_METADATA_CSUM, 0)),
+            "rootfs",
+        );
+        assert_eq!(p.new_uuid_now, Ok(()));
+        // uninit_bg seeds the group descriptor checksums from the UUID.
+        let p = online_plan(FsKind::Ext4, Some(&ext(0, 0x0010, 0)), "rootfs");
+        assert!(p.new_uuid_now.unwrap_err().contains("uninit_bg"));
+        // No checksums at all: now.
+        assert_eq!(
+            online_plan(FsKind::Ext3, Some(&ext(0, 0, 0)), "x").new_uuid_now,
+            Ok(())
+        );
+        let p = online_plan(
+            FsKind::Ext4,
+            Some(&ext(0, 0, EXT_COMPAT_STABLE_INODES)),
+            "x",
+        );
+        assert!(p.new_uuid_now.unwrap_err().contains("stable_inodes"));
+        // Already relabelled (a second run): nothing to relabel.
+        assert!(!online_plan(FsKind::Ext4, Some(&ext(0, 0, 0)), OLD_LABEL).relabel);
+        // xfs and btrfs are left for finish.
+        for k in [FsKind::Xfs, FsKind::Btrfs] {
+            let p = online_plan(k, None, "rootfs");
+            assert!(!p.relabel && p.new_uuid_now.is_err());
+        }
+    }
+
+    #[test]
+    fn names_status_after_the_online_relabel() {
+        let old = NamedFs {
+            uuid: Some(UUID.into()),
+            label: Some(OLD_LABEL.into()),
+            devno: Some((254, 2)),
+        };
+        let new = NamedFs {
+            uuid: Some(UUID.into()),
+            label: Some("rootfs".into()),
+            devno: Some((254, 16)),
+        };
+        let refs = [
+            (
+                RootRef {
+                    origin: RefOrigin::Cmdline,
+                    device: DeviceRef::Label("rootfs".into()),
+                },
+                None,
+            ),
+            (
+                RootRef {
+                    origin: FSTAB,
+                    device: DeviceRef::Uuid(UUID.into()),
+                },
+                None,
+            ),
+            (
+                RootRef {
+                    origin: RefOrigin::Fstab { line: 5 },
+                    device: DeviceRef::Path("/dev/vda2".into()),
+                },
+                Some((254, 2)),
+            ),
+        ];
+        let st = names_status(&old, &new, &refs, true);
+        let t: Vec<(&str, NameTarget)> = st.iter().map(|s| (s.name.as_str(), s.target)).collect();
+        let uuid = format!("UUID={UUID}");
+        assert_eq!(
+            t,
+            [
+                ("LABEL=rootfs", NameTarget::NewOnly),
+                (uuid.as_str(), NameTarget::Both),
+                ("LABEL=rootfs", NameTarget::NewOnly),
+                (uuid.as_str(), NameTarget::Both),
+                ("/dev/vda2", NameTarget::OldOnly),
+            ]
+        );
+        assert!(st[0].left.is_none());
+        assert!(st[1].left.as_deref().unwrap().contains("shutdown"));
+        assert_eq!(st[2].used_by, "the kernel command line");
+        // Without a shutdown guard the operator must run finish before a reboot.
+        let st = names_status(&old, &new, &refs[..0], false);
+        assert!(st[1].left.as_deref().unwrap().contains("before rebooting"));
+        // After finish: every name leads to the new root only.
+        let done = NamedFs {
+            uuid: Some("11111111-2222-3333-4444-555555555555".into()),
+            ..old
+        };
+        assert!(
+            names_status(&done, &new, &refs[..2], true)
+                .iter()
+                .all(|s| s.target == NameTarget::NewOnly && s.left.is_none())
+        );
     }
 }

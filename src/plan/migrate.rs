@@ -140,6 +140,12 @@ pub struct Choices {
     pub grow: bool,
     /// Give the copy a new UUID.
     pub new_uuid: bool,
+    /// `--mkfs TYPE`: a transform (new filesystem, file copy) instead of a block copy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mkfs: Option<crate::plan::transform::MkfsType>,
+    /// `--lossy`: a transform may drop what the new type cannot hold.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lossy: bool,
     /// `--verify-full`: after the final dirty pass, compare every used
     /// block of both devices inside the read-only window.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -152,6 +158,12 @@ pub struct Choices {
 /// Why a stage does not run with these choices, if it does not.
 pub fn skipped(stage: Stage, c: &Choices) -> Option<&'static str> {
     match stage {
+        Stage::Grow if c.mkfs.is_some() => {
+            Some("--mkfs makes the new filesystem to the target's size")
+        }
+        Stage::Identity if c.mkfs.is_some() => Some(
+            "--mkfs gives the new filesystem its UUID (the source's, or a new one with --new-uuid)",
+        ),
         Stage::Grow if !c.grow => Some("not asked for (--grow)"),
         Stage::Identity if !c.new_uuid => {
             Some("not asked for (--new-uuid): the copy keeps the source's UUID and label")
@@ -245,6 +257,10 @@ pub fn undo_command(step: &Step, tool: ServiceTool) -> Option<String> {
             Some(tool.service("start", service.name()))
         }
         Step::StopService { units, .. } => Some(tool.service("start", &units.join(" "))),
+        Step::Unmount { mount } if crate::plan::quiesce::is_fuse(&mount.fstype) => Some(format!(
+            "(none: FUSE mount {} stays unmounted until what mounted it runs again)",
+            mount.mount_point.display()
+        )),
         Step::Unmount { mount } => Some(format!(
             "mount -t {} {} {}",
             mount.fstype,
@@ -468,19 +484,36 @@ pub fn plan(f: &Facts, c: &Choices) -> MigratePlan {
                 "scan /proc and /sys for what uses {} and check {dst} (reroot check --target {dst})",
                 f.root.display()
             )],
-            Stage::Precopy => vec![format!(
-                "copy {used} of {src} to {dst} while the system runs (io_uring, O_DIRECT; a \
-                 best-effort live map)"
-            )],
+            Stage::Precopy => match c.mkfs {
+                Some(k) => vec![format!(
+                    "mkfs.{k} {dst} (sized to it; the source's UUID and label unless \
+                     --new-uuid); copy the files of {src} while the system runs"
+                )],
+                None => vec![format!(
+                    "copy {used} of {src} to {dst} while the system runs (io_uring, O_DIRECT; a \
+                     best-effort live map)"
+                )],
+            },
             Stage::Quiesce => f
                 .quiesce_steps
                 .iter()
                 .map(|s| quiesce_command(s, tool))
                 .collect(),
+            Stage::Copy if c.mkfs.is_some() => vec![format!(
+                "delta pass: copy the files of {src} that changed (size, mtime, inode) to {dst}, \
+                 remove what is gone"
+            )],
             Stage::Copy => vec![format!(
                 "reroot copy --delta {src} {dst}: hash every used chunk of both, rewrite those \
                  that differ"
             )],
+            Stage::Verify if c.mkfs.is_some() => vec![
+                format!("reroot verify --files {src} {dst}"),
+                format!(
+                    "the new root's /etc/fstab: type {}, options valid for it",
+                    c.mkfs.map_or("", |k| k.name())
+                ),
+            ],
             Stage::Verify => vec![format!("reroot verify {src} {dst}")],
             Stage::Grow => match f.fstype.as_deref() {
                 Some("xfs") => vec![format!(

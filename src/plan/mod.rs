@@ -19,3 +19,4 @@ pub mod preflight;
 pub mod quiesce;
 pub mod services;
 pub mod target;
+pub mod transform;

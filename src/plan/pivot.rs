@@ -365,7 +365,9 @@ pub enum RestartClass {
     Getty,
     /// Every other service.
     Service,
-    /// A user manager (`user@UID.service`): restarts when its user logs out.
+    /// A user manager (`user@UID.service` and its `(sd-pam)`): restarted
+    /// after the system services (the user's login sessions survive it; the
+    /// user's own services restart). Left alone with `--restart system`.
     UserManager,
     /// A login session, or the operator's own processes: log out and in again.
     Session,
@@ -378,7 +380,7 @@ pub enum RestartClass {
 impl RestartClass {
     /// True for classes that `--restart auto` restarts.
     pub fn restartable(self) -> bool {
-        self <= RestartClass::Service
+        self <= RestartClass::UserManager
     }
 }
 
@@ -509,7 +511,8 @@ pub fn plan_restarts(holders: &[Holder], op: &Operator) -> Vec<RestartGroup> {
             }
             let note = match class {
                 RestartClass::UserManager => {
-                    "user manager: restarts when its user logs out and in again"
+                    "user manager: restart it (its user's sessions stay; the user's services \
+                     restart)"
                 }
                 RestartClass::Session => "login session: log out and in again",
                 RestartClass::Sshd => "restart it; it must listen again before you log out",
@@ -825,12 +828,20 @@ mod tests {
         assert!(me.note.contains("log out and in again"));
         let init = &g[0];
         assert_eq!(init.pids, vec![1, 2], "init.scope joins PID 1's group");
-        assert!(
-            g.iter()
-                .filter(|g| g.class.restartable())
-                .all(|g| g.class <= Service)
-        );
-        assert!(!UserManager.restartable() && !Session.restartable());
+        // User managers restart after every system service (issue 12: root's
+        // user@0.service otherwise holds the old root as long as root is
+        // logged in anywhere); sessions, reroot and unmanaged processes do not.
+        let restartable: Vec<RestartClass> = g
+            .iter()
+            .filter(|g| g.class.restartable())
+            .map(|g| g.class)
+            .collect();
+        assert_eq!(restartable.last(), Some(&UserManager));
+        let um = g.iter().find(|g| g.class == UserManager).unwrap();
+        assert_eq!(um.pids, vec![900]);
+        assert!(um.note.contains("sessions stay"), "{}", um.note);
+        assert!(UserManager.restartable());
+        assert!(!Session.restartable() && !Reroot.restartable() && !Unmanaged.restartable());
     }
 
     #[test]

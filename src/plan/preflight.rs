@@ -652,9 +652,14 @@ pub fn assess(facts: &RootFacts, init: &InitSystem) -> Report {
                 m.mount_point.display(),
                 m.source
             ),
-            "unmount it before the pivot (`reroot quiesce` does and `reroot resume-services` \
-             mounts it again); otherwise the pivot moves it, and its server or FUSE daemon \
-             must stay reachable",
+            if crate::plan::quiesce::is_fuse(&m.fstype) {
+                "unmount it before the pivot (`reroot quiesce` does); unmounting a FUSE mount ends \
+                 its daemon, and `reroot resume-services` cannot start it again: stop the \
+                 service that mounted it first and start it afterwards, or mount it again by hand"
+            } else {
+                "unmount it before the pivot (`reroot quiesce` does and `reroot resume-services` \
+                 mounts it again); otherwise the pivot moves it, and its server must stay reachable"
+            },
         );
         x.paths = vec![m.mount_point.clone()];
         x.action = Some(Action::Unmount {

@@ -39,7 +39,9 @@ pub enum Step {
         #[serde(default)]
         units: Vec<String>,
     },
-    /// Unmount a network, FUSE or overlay mount; resume mounts it again.
+    /// Unmount a network, FUSE or overlay mount; resume mounts it again,
+    /// except a FUSE mount: its daemon ended with the unmount and a plain
+    /// `mount` does not start it again, so resume only says so.
     Unmount {
         /// The mount.
         mount: MountSpec,
@@ -125,6 +127,10 @@ impl Step {
                 Some(format!("start {service}"))
             }
             Step::StopService { units, .. } => Some(format!("start {}", units.join(", "))),
+            Step::Unmount { mount } if is_fuse(&mount.fstype) => Some(format!(
+                "leave {} unmounted (FUSE: its daemon must mount it again)",
+                mount.mount_point.display()
+            )),
             Step::Unmount { mount } => Some(format!("mount {}", mount.mount_point.display())),
             Step::ReleaseLoop { loop_device, .. } => Some(format!(
                 "re-attach {} and mount it again",
@@ -221,7 +227,13 @@ pub fn plan(report: &Report, prepare_dirs: &[PathBuf]) -> QuiescePlan {
     steps.push(Step::RemountReadOnly {
         mount_point: root.clone(),
     });
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Unmount { mount } if is_fuse(&mount.fstype) => Some(fuse_note(mount)),
+            _ => None,
+        })
+        .collect();
     if !report.init.manages_services() {
         notes.push(format!(
             "PID 1 is {}: reroot cannot stop or restart services; stop what is listed by hand",
@@ -234,6 +246,24 @@ pub fn plan(report: &Report, prepare_dirs: &[PathBuf]) -> QuiescePlan {
         unresolved,
         notes,
     }
+}
+
+/// True for a FUSE filesystem type (`fuse`, `fuseblk`, `fuse.sshfs`).
+pub fn is_fuse(fstype: &str) -> bool {
+    fstype == "fuse" || fstype == "fuseblk" || fstype.starts_with("fuse.")
+}
+
+/// What the operator must know before a FUSE mount is unmounted.
+pub fn fuse_note(mount: &MountSpec) -> String {
+    format!(
+        "{} ({} {}) is a FUSE mount: unmounting it ends its daemon, and reroot cannot start \
+         that daemon again (a plain `mount` does not); afterwards, start again what mounted it \
+         (its service, or `mount {}` when /etc/fstab has it)",
+        mount.mount_point.display(),
+        mount.fstype,
+        mount.source,
+        mount.mount_point.display()
+    )
 }
 
 fn depth(p: &Path) -> usize {
@@ -285,6 +315,54 @@ mod tests {
         let mut f = Finding::new(sev, cat, "x", "y");
         f.action = action;
         f
+    }
+
+    /// Said up front: a FUSE mount that quiesce unmounts does not come back
+    /// by itself (the plan's notes, the undo description and command).
+    #[test]
+    fn a_fuse_unmount_is_announced_as_not_coming_back() {
+        let mut fuse = spec("/r/mnt/remote");
+        fuse.fstype = "fuse.sshfs".into();
+        let r = report(
+            vec![
+                with(
+                    Severity::Warning,
+                    Category::NetworkMount,
+                    Some(Action::Unmount {
+                        mount: fuse.clone(),
+                    }),
+                ),
+                with(
+                    Severity::Warning,
+                    Category::NetworkMount,
+                    Some(Action::Unmount {
+                        mount: spec("/r/nfs"),
+                    }),
+                ),
+            ],
+            InitSystem::Systemd,
+        );
+        let p = plan(&r, &[]);
+        let notes = p.notes.join("\n");
+        assert!(
+            notes.contains("/r/mnt/remote (fuse.sshfs s) is a FUSE mount")
+                && notes.contains("reroot cannot start that daemon again"),
+            "{notes}"
+        );
+        assert!(!notes.contains("/r/nfs"), "{notes}");
+        let undo = Step::Unmount {
+            mount: fuse.clone(),
+        }
+        .undo_description()
+        .unwrap();
+        assert!(undo.starts_with("leave /r/mnt/remote unmounted"), "{undo}");
+        let cmd = crate::plan::migrate::undo_command(
+            &Step::Unmount { mount: fuse },
+            crate::plan::migrate::ServiceTool::Systemctl,
+        )
+        .unwrap();
+        assert!(!cmd.starts_with("mount"), "{cmd}");
+        assert!(is_fuse("fuse") && is_fuse("fuseblk") && !is_fuse("fusectl"));
     }
 
     #[test]

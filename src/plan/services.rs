@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::probe::cgroup::Service;
+use crate::probe::init::InitSystem;
 use crate::probe::process::ProcessUse;
 
 /// The processes of one service (or of no service).
@@ -59,6 +60,38 @@ pub fn group_by_service<'a>(procs: impl IntoIterator<Item = &'a ProcessUse>) -> 
         .collect()
 }
 
+/// Why the pivot cannot restart what runs from the old root under `init`:
+/// `(reason, advice)`, or `None` when it can (systemd, OpenRC). Under
+/// sysvinit (or another init) no cgroup says which init script started a
+/// daemon, so after the pivot reroot could only re-execute init (`telinit
+/// u`): sshd, syslog, cron and every other daemon would go on running from
+/// the old root, which then could never be released, and the check that
+/// sshd listens again from the new root would fail. So the migration (and
+/// `reroot pivot --restart auto`) is refused before anything changes.
+pub fn restart_refusal(init: &InitSystem) -> Option<(String, String)> {
+    match init {
+        InitSystem::Systemd | InitSystem::Openrc => None,
+        InitSystem::Other(comm) => {
+            let what = if comm == "init" {
+                "sysvinit".to_owned()
+            } else {
+                format!("{init}")
+            };
+            Some((
+                format!(
+                    "PID 1 is {what}: reroot cannot tell which init script runs each daemon, so \
+after the pivot sshd, syslog, cron and the other daemons would keep running from the old root \
+(only `telinit u` is possible) and the old root could never be released"
+                ),
+                "migrate a system run by systemd or OpenRC; here, copy with `reroot copy` and \
+reboot onto the copy, or pivot with `reroot pivot --restart list` and restart each \
+/etc/init.d script by hand (sshd first) before logging out"
+                    .to_owned(),
+            ))
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -103,5 +136,16 @@ pub(crate) mod tests {
         assert!(g[1].other_mnt_ns && !g[0].other_mnt_ns);
         assert_eq!(g[3].pids, vec![5, 30]);
         assert!(group_by_service(&[]).is_empty());
+    }
+
+    #[test]
+    fn sysvinit_is_refused_up_front_systemd_and_openrc_are_not() {
+        assert_eq!(restart_refusal(&InitSystem::Systemd), None);
+        assert_eq!(restart_refusal(&InitSystem::Openrc), None);
+        let (why, advice) = restart_refusal(&InitSystem::Other("init".into())).unwrap();
+        assert!(why.contains("sysvinit") && why.contains("sshd"), "{why}");
+        assert!(advice.contains("reroot copy"), "{advice}");
+        let (why, _) = restart_refusal(&InitSystem::Other("runit".into())).unwrap();
+        assert!(why.contains("runit"), "{why}");
     }
 }

@@ -401,13 +401,17 @@ fn check_one(
         ));
     }
     if target.size < needed_bytes {
+        // reroot never shrinks (`reroot grow` only grows): say what works.
+        let shrink = "reroot does not shrink filesystems; to make the source smaller, copy it \
+                      to a big enough image first and shrink that copy offline \
+                      (`e2fsck -f IMG && resize2fs -M IMG`), then copy the image";
         let hint = match target.kind {
-            DeviceKind::Block => {
-                "grow the target or shrink the source first (`reroot grow`, `resize2fs SRC SIZE`)"
-                    .to_string()
-            }
+            DeviceKind::Block => format!(
+                "use a target of at least {needed_bytes} bytes (a bigger device, or extend it: \
+                 `lvextend -L {needed_bytes}b`); {shrink}"
+            ),
             DeviceKind::File => format!(
-                "grow it (`truncate -s {needed_bytes} {}`) or shrink the source first",
+                "grow it (`truncate -s {needed_bytes} {}`); {shrink}",
                 target.path.display()
             ),
         };
@@ -916,7 +920,14 @@ mod tests {
             r[0].reason,
             "is 512 MiB (536870912 bytes) but the filesystem needs 1 GiB (1073741824 bytes)"
         );
-        assert!(r[0].hint.contains("grow the target or shrink the source"));
+        // Issue 11: the hint sent the user to `reroot grow` to shrink the source.
+        assert!(!r[0].hint.contains("reroot grow"), "{}", r[0].hint);
+        assert!(r[0].hint.contains("resize2fs -M IMG"), "{}", r[0].hint);
+        assert!(
+            r[0].hint.contains("reroot does not shrink"),
+            "{}",
+            r[0].hint
+        );
         // Exactly enough is fine.
         assert!(check_copy(&block(0, GIB), &[block(1, GIB)], GIB, false).is_empty());
         let mut f = DeviceFacts::new("/var/tmp/t.img", DeviceKind::File, MIB);

@@ -314,10 +314,10 @@ impl DeviceFacts {
     }
 }
 
-/// Everything about `path`, read through `root` (`SysRoot::live()` in
-/// production). Refuses a path that does not exist or is neither a block
-/// device nor a regular file.
-pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
+/// What `path` is: a block device or a regular file, with its metadata.
+/// Refuses (exit 3) a path that does not exist or is something else (a
+/// directory, a character device), saying so once.
+pub fn kind_of(path: &Path) -> Result<(fs::Metadata, DeviceKind)> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -346,6 +346,14 @@ pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
                 .hint("give a block device (see `lsblk`) or a regular image file"),
         );
     };
+    Ok((meta, kind))
+}
+
+/// Everything about `path`, read through `root` (`SysRoot::live()` in
+/// production). Refuses a path that does not exist or is neither a block
+/// device nor a regular file.
+pub fn inspect(path: &Path, root: &SysRoot) -> Result<DeviceFacts> {
+    let (meta, kind) = kind_of(path)?;
     let file = File::open(path).map_err(|e| Error::io("open", e).device(path))?;
     let ioerr = |what: &'static str| move |e: io::Error| Error::io(what, e).device(path);
     let mut facts = DeviceFacts::new(path, kind, blkdev::size(&file).map_err(ioerr("size"))?);

@@ -36,19 +36,28 @@ impl Swap {
 
 /// Parse one data line; `None` for the header and malformed lines.
 pub fn parse_line(line: &str) -> Option<Swap> {
-    // The path is escaped (no spaces) but " (deleted)" is appended raw.
-    let (body, deleted) = match line.split_once(DELETED_SUFFIX) {
+    // The kernel writes `%s%*s%s\t%llu\t%llu\t%d`: the path with " \t\n\\"
+    // octal-escaped (`seq_file_path`), padding spaces, then tab-separated
+    // columns. Fields split on spaces and tabs only: other whitespace
+    // (`\v`, U+00A0, ...) is part of the path. The escaping covers the
+    // " (deleted)" that `d_path` appends to an unlinked file, so it shows
+    // as `\040(deleted)`; a raw " (deleted)" is accepted too.
+    let (body, raw_deleted) = match line.split_once(DELETED_SUFFIX) {
         Some((path, tail)) => (format!("{path}{tail}"), true),
         None => (line.to_owned(), false),
     };
-    let mut f = body.split_whitespace();
-    let path = f.next()?;
+    let mut f = body.split([' ', '\t']).filter(|s| !s.is_empty());
+    let path = unescape(f.next()?);
     let kind = f.next()?;
     let size_kib = f.next()?.parse().ok()?;
     let used_kib = f.next()?.parse().ok()?;
     let priority = f.next()?.parse().ok()?;
+    let (path, deleted) = match path.strip_suffix(DELETED_SUFFIX) {
+        Some(p) => (p.to_owned(), true),
+        None => (path, raw_deleted),
+    };
     Some(Swap {
-        path: PathBuf::from(unescape(path)),
+        path: PathBuf::from(path),
         deleted,
         kind: kind.to_owned(),
         size_kib,
@@ -118,7 +127,23 @@ Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority
             assert_eq!(parse_line(bad), None, "{bad:?}");
         }
         assert!(parse("Filename Type\n (deleted)\n/x (deleted)\n").is_empty());
+        // A path with whitespace other than space and tab (the kernel does
+        // not escape it) stays one field.
+        let s = parse_line("/swap\u{a0}file\x0bx file\t8\t0\t-2").unwrap();
+        assert_eq!(s.path, PathBuf::from("/swap\u{a0}file\x0bx"));
+        assert_eq!((s.kind.as_str(), s.size_kib, s.priority), ("file", 8, -2));
         assert_eq!(parse("/y file 1 2 3\n").len(), 1);
+    }
+
+    #[test]
+    fn deleted_as_the_kernel_escapes_it() {
+        // `seq_file_path` escapes the space `d_path` puts before "(deleted)".
+        let s = parse_line("/var/old.swap\\040(deleted)       file\t\t1024\t\t0\t\t-3").unwrap();
+        assert_eq!(s.path, PathBuf::from("/var/old.swap"));
+        assert!(s.deleted);
+        let s = parse_line("/mnt/swap\\040file file 8 0 -2").unwrap();
+        assert_eq!(s.path, PathBuf::from("/mnt/swap file"));
+        assert!(!s.deleted);
     }
 
     #[test]

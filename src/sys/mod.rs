@@ -8,6 +8,8 @@
 
 pub mod blkdev;
 pub mod buf;
+pub mod inode_flags;
+pub mod lock;
 pub mod mount;
 pub mod process;
 pub mod statx;

@@ -425,7 +425,7 @@ fn harness_round_trips_concurrent_direct_writes() {
 /// An ext4 image with a 16 MiB file `/big`; returns the image and the byte
 /// offset of one of that file's blocks (which a used-block copy must read
 /// and write).
-fn ext4_image_with_file(dir: &Path) -> (PathBuf, u64) {
+pub fn ext4_image_with_file(dir: &Path) -> (PathBuf, u64) {
     let img = sparse_file(&dir.join("src.img"), 64 * MIB);
     mkfs("ext4", &img, &["-b", "4096"]);
     {

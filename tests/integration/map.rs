@@ -734,3 +734,43 @@ fn mutated_images_never_panic() {
         "too few mutated images mapped ({checked}): the test proves little"
     );
 }
+
+/// Issue 11: `s_first_data_block=1` on a 4 KiB-block filesystem was accepted
+/// and the map shifted by a block; e2fsck rejects it.
+#[test]
+fn first_data_block_1_with_4k_blocks_is_corrupt() {
+    require_tool!("mkfs.ext2");
+    require_tool!("e2fsck");
+    let dir = scratch();
+    let img = sparse_file(&dir.path().join("fdb.img"), 16 << 20);
+    mkfs("ext2", &img, &["-b", "4096"]);
+    assert!(reroot().arg("map").arg(&img).status().unwrap().success());
+    // s_first_data_block is at byte 0x14 of the superblock (byte 1024).
+    sh(&format!(
+        "printf '\\001' | dd of={} bs=1 seek={} conv=notrunc status=none",
+        img.display(),
+        1024 + 0x14
+    ));
+    // The oracle: e2fsck refuses it (dumpe2fs complains but exits 0).
+    let oracle = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(&img)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&oracle.stdout) + String::from_utf8_lossy(&oracle.stderr);
+    assert!(!oracle.status.success(), "e2fsck accepted it: {said}");
+    assert!(
+        said.contains("first_data_block = 1, should have been 0"),
+        "{said}"
+    );
+    let out = reroot().args(["--json", "map"]).arg(&img).output().unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "filesystem", "{doc:#}");
+    assert_eq!(doc["error"]["offset"], 1024 + 0x14, "{doc:#}");
+    let msg = doc["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("s_first_data_block 1 with 4096-byte blocks"),
+        "{msg}"
+    );
+}

@@ -444,18 +444,29 @@ done_rc 0
     assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
 }
 
-/// A real operator's shell runs from the old root: finish waits for it (up
-/// to `--release-timeout`), then reports the old root still mounted and
-/// what to do; after logging in again (the shell re-executed from the new
-/// root), `reroot finish` releases it.
+/// Issue 12, on loop devices: a real operator's shell runs from the old
+/// root. The operator's command (the follower) recognises that only its own
+/// session (its parent shell) still holds it, says so and ends with exit 10
+/// within seconds, while the worker waits on. After "logging in again"
+/// (the shell re-executed from the new root), the worker releases the old
+/// root by itself: `reroot status` says done, `reroot finish` says nothing
+/// is left and exits 0. The old root was relabelled `oldroot` while still
+/// mounted (right after the pivot) and has a new UUID once unmounted
+/// (oracle: `tune2fs -l` on the host).
 #[test]
-fn the_operators_shell_keeps_the_old_root_until_they_log_in_again() {
+fn the_operators_own_session_is_recognised_and_the_worker_finishes_after_logout() {
     require_root!();
     if skip() {
         return;
     }
     let scenario = r#"
 if [ "${1:-}" = again ]; then
+    # Logged in again (from the new root): the worker finishes by itself.
+    i=0
+    while [ $i -lt 300 ] && ! reroot status --json 2>/dev/null | grep -q '"outcome": *"done"'; do
+        usleep 100000; i=$((i + 1))
+    done
+    sec status; reroot status --json
     sec finish
     reroot finish --json >/run/f.json 2>/run/f.err
     echo "rc $?"
@@ -465,17 +476,22 @@ if [ "${1:-}" = again ]; then
     done_rc 0
 fi
 sec before; facts
+echo "operator $$"
 sec migrate
-reroot migrate "$REROOT_DEMO_OLD" "$REROOT_DEMO_NEW" --yes --json --release-timeout 2 \
+start=$(date +%s)
+reroot migrate "$REROOT_DEMO_OLD" "$REROOT_DEMO_NEW" --yes --json --release-timeout 60 \
     >/run/m.json 2>/run/m.err
 echo "rc $?"
+sec took; echo $(( $(date +%s) - start ))
 sec report; cat /run/m.json
 sec report_err; cat /run/m.err
+sec pivot_log; cat /run/reroot/pivot.log
 # Log out and in again: this shell goes on from the new root.
 cd /
 exec /bin/busybox sh /etc/sandbox/scenario again
 "#;
     let rig = rig(scenario);
+    let old_before = tune2fs_identity(rig.old.path());
     let run = rig
         .boot(
             &[("REROOT_SESSION_ON_ROOT", "1".to_owned())],
@@ -488,28 +504,40 @@ exec /bin/busybox sh /etc/sandbox/scenario again
     let r = json(&run, "report");
     assert_eq!(
         rc(&run, "migrate"),
-        0,
+        10,
         "{r:#}\n{}",
         section(&run, "report_err")
     );
-    assert_eq!(r["outcome"], "done", "{r:#}");
-    assert_eq!(stage(&r, "finish")["status"], "done");
-    let todo = r["todo"].to_string();
+    assert_eq!(r["state"], "pending-release", "{r:#}");
+    assert_eq!(r["exit_code"], 10);
+    let operator: u64 = section(&run, "before")
+        .lines()
+        .chain(run.stdout.lines())
+        .find_map(|l| l.strip_prefix("operator "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the operator's pid");
+    let own: Vec<u64> = r["own_session"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_u64().unwrap())
+        .collect();
+    assert!(own.contains(&operator), "{own:?} has {operator}: {r:#}");
+    // It did not wait for itself (the worker waits up to 60 s for others).
+    let took: u64 = section(&run, "took").trim().parse().unwrap();
+    assert!(took < 60, "the command took {took} s");
+    // Right after the pivot, while still mounted, the old root was relabelled.
+    let log = section(&run, "pivot_log");
     assert!(
-        todo.contains("still mounted at /mnt/oldroot") && todo.contains("reroot finish"),
-        "{todo}"
+        log.contains("-> \"oldroot\""),
+        "relabel after the pivot:\n{log}"
     );
-    assert!(todo.contains("log out and in again"), "{todo}");
-    // Waiting, the worker said who holds it.
-    assert!(
-        section(&run, "report_err").contains("waiting for the old root to be released"),
-        "{}",
-        section(&run, "report_err")
-    );
+    // The worker finished by itself once the shell had gone.
+    let st = json(&run, "status");
+    assert_eq!(st["outcome"], "done", "{st:#}");
     let f = json(&run, "finish_report");
     assert_eq!(rc(&run, "finish"), 0, "{f:#}");
-    assert_eq!(f["unmounted"], true);
-    assert_eq!(f["released"], true, "{f:#}");
+    assert_eq!(f["nothing_left"], true, "{f:#}");
     let after = Facts::parse(section(&run, "after"));
     assert_eq!(after.root_dev(), Some(rig.new.devno()));
     assert!(
@@ -519,8 +547,32 @@ exec /bin/busybox sh /etc/sandbox/scenario again
             .all(|m| (m.major, m.minor) != rig.old.devno()),
         "the old root is released"
     );
+    // Oracle: tune2fs on the host. New label and UUID on the old device,
+    // the identity it had on the new one.
+    let old_now = tune2fs_identity(rig.old.path());
+    let new_now = tune2fs_identity(rig.new.path());
+    assert_eq!(old_now.1, "oldroot");
+    assert_ne!(old_now.0, old_before.0, "the old root has a new UUID");
+    assert_eq!(new_now, old_before, "the new root keeps UUID and label");
     let cleanup = rig.cleanup();
     assert!(cleanup.left_behind.is_empty(), "{cleanup:?}");
+}
+
+/// (UUID, label) of an ext filesystem, read by `tune2fs -l`.
+fn tune2fs_identity(dev: &Path) -> (String, String) {
+    let out = std::process::Command::new("tune2fs")
+        .arg("-l")
+        .arg(dev)
+        .output()
+        .expect("running tune2fs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    (field("Filesystem UUID:"), field("Filesystem volume name:"))
 }
 
 /// On this machine (not in a sandbox) migrate refuses before it changes

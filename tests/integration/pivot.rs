@@ -77,6 +77,16 @@ impl Rig {
     /// Like [`Rig::new`]; `fstab_root` may name the fstab root spec once the
     /// old device's path is known.
     fn new_with(scenario: &str, fstab_root: impl FnOnce(&Path) -> Option<String>) -> Rig {
+        Self::new_custom(scenario, fstab_root, |_| {})
+    }
+
+    /// Like [`Rig::new_with`]; `tweak` changes the sandbox's options (more
+    /// services, ...) before it is built.
+    fn new_custom(
+        scenario: &str,
+        fstab_root: impl FnOnce(&Path) -> Option<String>,
+        tweak: impl FnOnce(&mut SandboxOptions),
+    ) -> Rig {
         let dir = scratch();
         let old = LoopDev::attach(&sparse_file(&dir.path().join("old.img"), 192 << 20), &[]);
         let new = LoopDev::attach(&sparse_file(&dir.path().join("new.img"), 192 << 20), &[]);
@@ -89,6 +99,7 @@ impl Rig {
         if let Some(f) = fstab_root(old.path()) {
             opts.fstab_root = f;
         }
+        tweak(&mut opts);
         sandbox::build(&tree, &opts).expect("building the sandbox root");
         let tree_arg = tree.display().to_string();
         mkfs("ext4", old.path(), &["-L", "sandbox-root", "-d", &tree_arg]);
@@ -476,6 +487,113 @@ fn pivot_moves_mounts_back_and_restarts_services() {
         run.section("log")
             .contains("worker running from the new root")
     );
+}
+
+/// Issue 12 on loop devices: right after `pivot_root`, while the old root
+/// is still mounted, it is relabelled `oldroot` (its UUID waits for the
+/// unmount: the sandbox's ext4 has metadata_csum without
+/// metadata_csum_seed), and a user manager (`user@0.service`) is restarted
+/// like the other services, after them. Oracle for the label and UUID:
+/// `tune2fs -l` on the host after the run (nothing unmounted the old root
+/// but the namespace's end, so the label was changed while mounted).
+#[test]
+fn pivot_relabels_the_old_root_at_once_and_restarts_user_managers() {
+    require_root!();
+    if skip_without_tools() {
+        return;
+    }
+    let scenario = format!(
+        "{PRELUDE}{}",
+        PIVOT_SCENARIO
+            .replace("PIVOTFLAGS", "")
+            .replace("FINISH", "")
+    );
+    let rig = Rig::new_custom(
+        &scenario,
+        |_| None,
+        |o| {
+            o.services.push(sandbox::Service::new(
+                "user@0.service",
+                "cd /root\nwhile :; do sleep 1; done\n",
+            ));
+        },
+    );
+    rig.copy();
+    let before = Rig::uuid(rig.old.path());
+    let run = rig.boot(Duration::from_secs(180));
+    run.assert_ok();
+    assert_eq!(
+        run.section("pivot_rc").trim(),
+        "0",
+        "{}\n{}",
+        run.section("pivot_err"),
+        run.section("log")
+    );
+    let rep = run.json("pivot");
+    // Still mounted after the pivot (finish never ran).
+    assert!(by_point(&run.mounts("after"), "/mnt/oldroot").is_some());
+    let id = &rep["old_identity"];
+    assert_eq!(id["label_before"], "sandbox-root", "{rep:#}");
+    assert_eq!(id["label_after"], "oldroot", "{rep:#}");
+    assert!(
+        id["uuid_deferred"]
+            .as_str()
+            .is_some_and(|w| w.contains("metadata_csum")),
+        "{id:#}"
+    );
+    // No systemd as PID 1 here: no shutdown guard, and the report says so.
+    assert!(
+        rep["shutdown_guard"]["Err"]
+            .as_str()
+            .is_some_and(|w| w.contains("reroot finish")),
+        "{rep:#}"
+    );
+    let (uuid_before, _) = before.split_once(' ').unwrap();
+    let names: Vec<(String, String)> = rep["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_owned(),
+                n["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        names.contains(&("LABEL=sandbox-root".into(), "new-only".into())),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&(format!("UUID={uuid_before}"), "both".into())),
+        "{names:?}"
+    );
+    // Oracle: the old device, as tune2fs reads it.
+    let old_now = Rig::uuid(rig.old.path());
+    assert_eq!(old_now, format!("{uuid_before} oldroot"));
+    assert_eq!(Rig::uuid(rig.new.path()), before);
+    // The user manager was restarted, after the system services.
+    if rig.cgroup.is_some() {
+        let groups = rep["groups"].as_array().unwrap();
+        let um = groups
+            .iter()
+            .find(|g| g["unit"] == "user@0.service")
+            .unwrap_or_else(|| panic!("user@0.service listed: {groups:#?}"));
+        assert_eq!(um["class"], "user-manager");
+        let restarts = rep["restarts"].as_array().unwrap();
+        let pos = |u: &str| restarts.iter().position(|r| r["unit"] == u);
+        let um_at = pos("user@0.service").expect("user@0.service restarted");
+        assert_eq!(restarts[um_at]["status"], "done", "{restarts:#?}");
+        assert!(pos("logger.service").unwrap() < um_at, "{restarts:#?}");
+        assert!(
+            rep["remaining"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["class"] != "user-manager"),
+            "{rep:#}"
+        );
+    }
 }
 
 const HANGUP_SCENARIO: &str = r#"

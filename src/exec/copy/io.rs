@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::sys::blkdev;
 use crate::sys::buf::{Buf, PoolMem};
 use crate::sys::uring::{self, Ring};
+use crate::sys::{blkdev, lock};
 
 pub use crate::sys::uring::{Completion, OpError};
 
@@ -67,7 +67,8 @@ pub enum Access {
     /// Read only.
     Read,
     /// Read and write; a block device is opened exclusively (`O_EXCL`), so
-    /// nobody mounts or claims it while we write.
+    /// nobody mounts or claims it while we write; an image file is locked
+    /// (an OFD write lock), so no second writer starts.
     Write,
     /// Read and write without `O_EXCL`: for a caller that already holds the
     /// exclusive claim on its own descriptor (`reroot bench` keeps one for
@@ -114,6 +115,22 @@ impl Device {
                 "{} is neither a block device nor a regular file",
                 path.display()
             )));
+        }
+        if access == Access::Write && !is_block {
+            // Image files: O_EXCL has no effect, so lock the file (an OFD
+            // lock, held as long as this description is open, ring included).
+            if !lock::try_lock_write(&file).map_err(|e| io_err("locking (F_OFD_SETLK)", e))? {
+                return Err(Error::refused(format!(
+                    "{} is locked by another writer (another `reroot copy`, or a program such \
+                     as qemu that locks its images)",
+                    path.display()
+                ))
+                .device(path)
+                .hint(format!(
+                    "wait for it to finish (`fuser -v {}` shows who has it open), or pick another file",
+                    path.display()
+                )));
+            }
         }
         let size = blkdev::size(&file).map_err(|e| io_err("reading the size", e))?;
         let logical_block_size = blkdev::logical_block_size(&file)

@@ -9,15 +9,19 @@
 //! and the source or the hash table, hash, record differing chunks).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::exec::event::EventSink;
+use crate::exec::interrupt::Interrupts;
 use crate::plan::copy::CopyPlan;
 use crate::sys::buf::{Buf, BufPool};
 
 use super::hash::Hashers;
 use super::io::{BlockIo, Done, OpError};
+use super::trace::{Ev, Trace};
+use super::zero::{self, ZeroError, ZeroTargets};
 
 /// What one pass does with each chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,20 @@ impl Pass {
     }
 }
 
+/// The transfer that ended a pass with an I/O error: enough to retry it
+/// in smaller pieces and name the failing sector ([`super::locate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailedOp {
+    /// Device index (0 = source, 1..=T = targets).
+    pub device: usize,
+    /// First byte of the failed transfer.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// A write (else a read).
+    pub write: bool,
+}
+
 /// A chunk of a target that differs from the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Mismatch {
@@ -67,6 +85,9 @@ pub struct PassStats {
     pub bytes_read: u64,
     /// Bytes written to all targets.
     pub bytes_written: u64,
+    /// Bytes of all-zero chunks zeroed on the targets instead of written
+    /// (summed over targets, like `bytes_written`).
+    pub bytes_zeroed: u64,
     /// Bytes of chunks fully processed (source bytes).
     pub bytes_done: u64,
     /// Delta: target bytes already equal to the source, not written.
@@ -120,6 +141,29 @@ struct Job {
 
 const WHICH_WRITE: u64 = 0xff;
 
+/// A `'static` phase name for the timeline (pass names are borrowed).
+fn trace_name(phase: &str) -> &'static str {
+    match phase {
+        "copy" => "copy",
+        "delta" => "delta",
+        "readback" => "readback",
+        "verify" => "verify",
+        "zero-check" => "zero-check",
+        "itable-compare" => "itable-compare",
+        _ => "pass",
+    }
+}
+
+/// What [`Run::try_zero`] did.
+enum Zeroed {
+    /// Not zeros, or no cheap zeroing: write.
+    No,
+    /// Zeroed on every target in the mask.
+    Yes,
+    /// An I/O error, recorded.
+    Failed,
+}
+
 fn tag(job: usize, which: u64) -> u64 {
     ((job as u64) << 8) | which
 }
@@ -139,6 +183,12 @@ pub struct Pipeline {
     pool: BufPool,
     hashers: Hashers,
     targets: usize,
+    zero: Option<Arc<ZeroTargets>>,
+    failed: Option<FailedOp>,
+    interrupts: Option<Arc<Interrupts>>,
+    trace: Option<Trace>,
+    /// Scratch for [`zero::sparse_runs`] (at most MAX_RUNS entries).
+    runs: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -183,7 +233,45 @@ impl Pipeline {
             pool,
             hashers,
             targets,
+            zero: None,
+            failed: None,
+            interrupts: None,
+            trace: None,
+            runs: Vec::with_capacity(zero::MAX_RUNS),
         })
+    }
+
+    /// Record a timeline of the passes (see [`Trace`]).
+    pub fn set_trace(&mut self, trace: Option<Trace>) {
+        self.trace = trace;
+    }
+
+    /// The timeline, for phases recorded around the passes.
+    pub fn trace_mut(&mut self) -> Option<&mut Trace> {
+        self.trace.as_mut()
+    }
+
+    /// Take the timeline back.
+    pub fn take_trace(&mut self) -> Option<Trace> {
+        self.trace.take()
+    }
+
+    /// Zero all-zero chunks on the targets instead of writing them (copy
+    /// and delta passes), where `targets` can do it without moving data.
+    pub fn set_zero_targets(&mut self, targets: Option<Arc<ZeroTargets>>) {
+        self.zero = targets;
+    }
+
+    /// Poll these for SIGINT/SIGTERM/SIGHUP during every pass: one that
+    /// comes stops the pass like an I/O error (in-flight transfers finish,
+    /// the error says how far it got), as [`ErrorKind::Interrupted`].
+    pub fn set_interrupts(&mut self, interrupts: Option<Arc<Interrupts>>) {
+        self.interrupts = interrupts;
+    }
+
+    /// The transfer whose I/O error ended the last [`run`](Self::run), if one did.
+    pub fn last_failure(&self) -> Option<FailedOp> {
+        self.failed
     }
 
     /// The engine's name.
@@ -245,12 +333,25 @@ impl Pipeline {
             aborted_from: None,
             all_targets,
         };
-        events.phase(cfg.phase, Some(plan.bytes), crate::exec::event::Unit::Bytes);
+        run.p.failed = None;
+        let in_chunks = plan.bytes.saturating_sub(plan.tail.map_or(0, |t| t.len()));
+        events.phase(cfg.phase, Some(in_chunks), crate::exec::event::Unit::Bytes);
         let started = Instant::now();
+        let name = trace_name(cfg.phase);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, true);
+        }
         let result = run.main_loop(plan, events);
+        if let Some(t) = run.p.trace.as_mut() {
+            t.phase(name, false);
+        }
         let mut stats = std::mem::take(&mut run.stats);
         stats.elapsed = started.elapsed();
-        events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        // "done" only when it is: a pass that ends in an error says so in
+        // the error, not after a "copy: done" line (issue 11).
+        if result.is_ok() && run.error.is_none() {
+            events.phase_end(cfg.phase, stats.bytes_done, stats.elapsed);
+        }
         result?;
         if let Some(e) = run.error.take() {
             let below = run.aborted_from.unwrap_or(plan.ranges.end());
@@ -292,6 +393,11 @@ impl Run<'_, '_> {
             if last_progress.elapsed() >= Duration::from_millis(100) {
                 last_progress = Instant::now();
                 events.progress(self.stats.bytes_done);
+                if let Some(why) = self.p.interrupts.as_ref().and_then(|i| i.poll()) {
+                    self.fail(Error::new(ErrorKind::Interrupted(format!(
+                        "{why}: stopped after the transfers in flight"
+                    ))));
+                }
             }
             // Finished hashes first: they may free buffers or start writes.
             let mut progressed = false;
@@ -304,7 +410,12 @@ impl Run<'_, '_> {
             }
             if self.p.io.in_flight() > 0 {
                 let hashing = self.p.hashers.outstanding() > 0;
+                let t = self.p.trace.is_some().then(Instant::now);
                 self.p.io.reap(!hashing, &mut done)?;
+                if let (Some(tr), Some(t)) = (self.p.trace.as_mut(), t) {
+                    let wait = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    tr.rec(Ev::Reap, 0, done.len() as u64, 0, wait);
+                }
                 if done.is_empty() && hashing {
                     if let Some(h) = self.p.hashers.recv(Some(Duration::from_micros(200))) {
                         self.on_hash(h.tag, h.buf, h.hash);
@@ -374,7 +485,10 @@ impl Run<'_, '_> {
                 break;
             };
             match self.p.io.read(dev, buf, offset, len, tag(j, dev as u64)) {
-                Ok(()) => self.jobs[j].waiting += 1,
+                Ok(()) => {
+                    self.jobs[j].waiting += 1;
+                    self.trace(j, Ev::ReadSubmit, dev as u64);
+                }
                 Err((buf, e)) => {
                     self.p.pool.put(buf);
                     let path = self.cfg.paths.get(dev).cloned().unwrap_or_default();
@@ -396,10 +510,27 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            let ev = if which == WHICH_WRITE {
+                Ev::WriteDone
+            } else {
+                Ev::ReadDone
+            };
+            t.rec(ev, job.chunk, which, job.offset, job.len as u64);
+        }
         match d.result {
             Err(e) => {
                 job.failed = true;
+                let failed = FailedOp {
+                    device: e.file,
+                    offset: job.offset,
+                    len: job.len as u64,
+                    write: e.write,
+                };
                 self.p.pool.put(d.buf);
+                if self.error.is_none() {
+                    self.p.failed = Some(failed);
+                }
                 let err = self.op_error(e);
                 self.fail(err);
             }
@@ -414,7 +545,12 @@ impl Run<'_, '_> {
                 if self.pass.reads_targets() && !job.failed {
                     // Hash as soon as each read lands.
                     match self.p.hashers.send(d.tag, d.buf) {
-                        Ok(()) => job.waiting += 1,
+                        Ok(()) => {
+                            job.waiting += 1;
+                            if let Some(t) = self.p.trace.as_mut() {
+                                t.rec(Ev::HashSubmit, job.chunk, which, job.offset, job.len as u64);
+                            }
+                        }
                         Err(buf) => {
                             job.failed = true;
                             self.p.pool.put(buf);
@@ -441,6 +577,9 @@ impl Run<'_, '_> {
             return;
         };
         job.waiting -= 1;
+        if let Some(t) = self.p.trace.as_mut() {
+            t.rec(Ev::HashDone, job.chunk, which, job.offset, job.len as u64);
+        }
         let idx = usize::try_from(which).unwrap_or(0).min(job.bufs.len() - 1);
         job.hashes[idx] = hash;
         job.bufs[idx] = Some(buf);
@@ -460,7 +599,17 @@ impl Run<'_, '_> {
         let (chunk, stage) = (self.jobs[j].chunk, self.jobs[j].stage);
         let chunk_idx = usize::try_from(chunk).unwrap_or(usize::MAX);
         match (self.pass, stage) {
-            (Pass::Copy { .. }, Stage::Read) => self.write(j, self.all_targets),
+            (Pass::Copy { .. }, Stage::Read) => match self.try_zero(j, self.all_targets) {
+                Zeroed::No => self.write(j, self.all_targets),
+                Zeroed::Yes => {
+                    // As if the write had completed: hash (or finish) next.
+                    let job = &mut self.jobs[j];
+                    job.stage = Stage::Write;
+                    job.write_mask = self.all_targets;
+                    self.advance(j);
+                }
+                Zeroed::Failed => self.finish(j, false),
+            },
             (Pass::Copy { hash: true }, Stage::Write) => {
                 let job = &mut self.jobs[j];
                 // OK to unwrap: the write completion put the buffer back.
@@ -469,6 +618,7 @@ impl Run<'_, '_> {
                     Ok(()) => {
                         job.stage = Stage::Hash;
                         job.waiting = 1;
+                        self.trace(j, Ev::HashSubmit, 0);
                     }
                     Err(buf) => {
                         job.bufs[0] = Some(buf);
@@ -507,7 +657,11 @@ impl Run<'_, '_> {
                     self.finish(j, true);
                 } else {
                     self.record_mismatches(j, mask);
-                    self.write(j, mask);
+                    match self.try_zero(j, mask) {
+                        Zeroed::No => self.write(j, mask),
+                        Zeroed::Yes => self.finish(j, true),
+                        Zeroed::Failed => self.finish(j, false),
+                    }
                 }
             }
             (Pass::Delta, _) => self.finish(j, true),
@@ -550,6 +704,54 @@ impl Run<'_, '_> {
         }
     }
 
+    /// Zero the job's chunk on the targets in `mask` instead of writing
+    /// it, when it is all zeros and the targets zero cheaply.
+    fn try_zero(&mut self, j: usize, mask: u64) -> Zeroed {
+        let Some(z) = self.p.zero.clone().filter(|z| z.usable()) else {
+            return Zeroed::No;
+        };
+        let job = &mut self.jobs[j];
+        let (offset, len) = (job.offset, job.len as u64);
+        if len < zero::MIN_ZERO_BYTES {
+            return Zeroed::No;
+        }
+        let Some(data) = job.bufs[0]
+            .as_ref()
+            .and_then(|b| b.as_slice().get(..job.len))
+        else {
+            return Zeroed::No;
+        };
+        let runs = &mut self.p.runs;
+        let Some(nonzero) = zero::sparse_runs(data, z.block(), runs) else {
+            return Zeroed::No;
+        };
+        let result = if nonzero == 0 {
+            z.zero(mask, offset, len)
+        } else {
+            z.write_sparse(mask, offset, data, runs)
+        };
+        match result {
+            Ok(()) => {
+                let n = u64::from(mask.count_ones());
+                self.stats.bytes_zeroed += (len - nonzero) * n;
+                self.stats.bytes_written += nonzero * n;
+                self.trace(j, Ev::Zeroed, mask);
+                Zeroed::Yes
+            }
+            Err(ZeroError::Unsupported) => Zeroed::No,
+            Err(ZeroError::Io { device, error }) => {
+                let path = self.cfg.paths.get(device).cloned().unwrap_or_default();
+                self.fail(
+                    Error::io("write-zeroes (fallocate) failed", error)
+                        .device(path)
+                        .offset(offset),
+                );
+                self.jobs[j].failed = true;
+                Zeroed::Failed
+            }
+        }
+    }
+
     fn write(&mut self, j: usize, mask: u64) {
         let job = &mut self.jobs[j];
         // OK to unwrap: the source buffer is home whenever a write starts.
@@ -559,7 +761,10 @@ impl Run<'_, '_> {
         job.write_mask = mask;
         let offset = job.offset;
         match self.p.io.write(mask, buf, offset, tag(j, WHICH_WRITE)) {
-            Ok(()) => self.jobs[j].waiting = 1,
+            Ok(()) => {
+                self.jobs[j].waiting = 1;
+                self.trace(j, Ev::WriteSubmit, mask);
+            }
             Err((buf, e)) => {
                 self.jobs[j].bufs[0] = Some(buf);
                 self.fail(e);
@@ -568,7 +773,14 @@ impl Run<'_, '_> {
         }
     }
 
+    fn trace(&mut self, j: usize, ev: Ev, dev: u64) {
+        if let (Some(t), Some(job)) = (self.p.trace.as_mut(), self.jobs.get(j)) {
+            t.rec(ev, job.chunk, dev, job.offset, job.len as u64);
+        }
+    }
+
     fn finish(&mut self, j: usize, ok: bool) {
+        self.trace(j, Ev::Done, u64::from(ok));
         let job = &mut self.jobs[j];
         for b in job.bufs.iter_mut() {
             if let Some(b) = b.take() {

@@ -10,9 +10,9 @@
 //!   guarantees zeros), never a fallback to writing zero pages. It is only
 //!   tried where sysfs `queue/write_zeroes_max_bytes` is non-zero. A loop
 //!   device implements it with `fallocate` on its backing file.
-//! - an image file: `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE` (unwritten
-//!   extents), or `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` where the
-//!   filesystem lacks ZERO_RANGE (tmpfs).
+//! - an image file: `FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE` (keeps the
+//!   image sparse), or `FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE`
+//!   (unwritten extents) where the filesystem refuses holes.
 //!
 //! A target that refuses is copied as before: zeroing is an optimisation,
 //! never a requirement.
@@ -24,12 +24,48 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FallocateFlags, fallocate};
 
+use super::SourceClasses;
+use super::hash::chunk_hash;
+use crate::plan::copy::CopyPlan;
 use crate::probe::device::DeviceFacts;
 use crate::probe::{SysRoot, queue};
 use crate::units::{Extent, ExtentList};
 
 /// Below this, a write costs about what a zeroing call does: not worth it.
 pub const MIN_ZERO_BYTES: u64 = 64 << 10;
+
+/// At most this many non-zero runs make a chunk worth a sparse write
+/// (each run is one synchronous write on the I/O thread).
+pub const MAX_RUNS: usize = 8;
+
+/// The non-zero runs of whole `block`s in `data`, when there are at most
+/// [`MAX_RUNS`] and they cover at most a quarter of it; `None` otherwise
+/// (write the chunk whole). Fills `runs` (cleared first).
+pub fn sparse_runs(data: &[u8], block: usize, runs: &mut Vec<(usize, usize)>) -> Option<u64> {
+    runs.clear();
+    if block == 0 || data.len() % block != 0 {
+        return None;
+    }
+    let mut nonzero = 0usize;
+    for (i, b) in data.chunks_exact(block).enumerate() {
+        if is_zero(b) {
+            continue;
+        }
+        nonzero += block;
+        if nonzero > data.len() / 4 {
+            return None;
+        }
+        let start = i * block;
+        if let Some(last) = runs.last_mut().filter(|l| l.0 + l.1 == start) {
+            last.1 += block;
+        } else if runs.len() == MAX_RUNS {
+            return None;
+        } else {
+            runs.push((start, block));
+        }
+    }
+    Some(nonzero as u64)
+}
 
 /// The targets' handles for zeroing, shared with the pipeline.
 #[derive(Debug)]
@@ -38,6 +74,8 @@ pub struct ZeroTargets {
     files: Vec<(File, bool)>,
     /// Set after the first refusal: from then on everything is written.
     refused: AtomicBool,
+    /// Granularity of sparse writes (a multiple of every logical block size).
+    block: usize,
 }
 
 /// Can this target zero without moving data? Block devices: sysfs says so.
@@ -51,8 +89,9 @@ pub fn cheap(facts: &DeviceFacts, is_block: bool, root: &SysRoot) -> bool {
 }
 
 impl ZeroTargets {
-    /// Handles for zeroing `targets` (`(file, is_block)`), each duplicated.
-    pub fn new(targets: &[(&File, bool)]) -> io::Result<Self> {
+    /// Handles for zeroing `targets` (`(file, is_block)`), each duplicated;
+    /// `block`: the largest logical block size (sparse writes use at least 4 KiB).
+    pub fn new(targets: &[(&File, bool)], block: usize) -> io::Result<Self> {
         let files = targets
             .iter()
             .map(|(f, b)| Ok((f.try_clone()?, *b)))
@@ -60,7 +99,45 @@ impl ZeroTargets {
         Ok(Self {
             files,
             refused: AtomicBool::new(false),
+            block: block.max(4096),
         })
+    }
+
+    /// The granularity of [`Self::write_sparse`].
+    pub fn block(&self) -> usize {
+        self.block
+    }
+
+    /// Write `data` (at `offset`, at most [`MAX_RUNS`] non-zero runs of
+    /// whole blocks listed in `runs` as (start, len) inside `data`) to the
+    /// targets in `mask` as one write-zeroes of the whole range followed by
+    /// a write of each run: metadata areas (backup descriptors, reserved
+    /// GDT blocks) are mostly zeros inside chunks that are not.
+    pub fn write_sparse(
+        &self,
+        mask: u64,
+        offset: u64,
+        data: &[u8],
+        runs: &[(usize, usize)],
+    ) -> Result<(), ZeroError> {
+        use std::os::unix::fs::FileExt;
+        self.zero(mask, offset, data.len() as u64)?;
+        for (i, (f, _)) in self.files.iter().enumerate() {
+            if mask & (1u64 << (i + 1)) == 0 {
+                continue;
+            }
+            for &(start, len) in runs {
+                let piece = data
+                    .get(start..start.saturating_add(len))
+                    .unwrap_or_default();
+                f.write_all_at(piece, offset.saturating_add(start as u64))
+                    .map_err(|error| ZeroError::Io {
+                        device: i + 1,
+                        error,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// False once a target has refused: write instead.
@@ -122,8 +199,11 @@ fn zero_range(f: &File, is_block: bool, offset: u64, len: u64) -> io::Result<()>
     if is_block {
         return call(punch);
     }
-    match call(FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE) {
-        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => call(punch),
+    // A hole keeps an image sparse; ZERO_RANGE where holes are refused.
+    match call(punch) {
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+            call(FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE)
+        }
         r => r,
     }
 }
@@ -155,10 +235,115 @@ pub fn zeroable(list: &ExtentList, align: u64) -> ExtentList {
     out
 }
 
+/// What happened to the classes of the map before the copy pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClassOutcome {
+    /// What the copy pass must move: the data, plus every part of the
+    /// `INODE_ZEROED` tails that was not zeroed.
+    pub data: ExtentList,
+    /// Ranges zeroed on every target (tails of both kinds).
+    pub zeroed: ExtentList,
+    /// Bytes of `INODE_ZEROED` tails copied instead of zeroed.
+    pub itable_copied: u64,
+    /// Bytes of lazy tails neither zeroed nor copied.
+    pub lazy_skipped: u64,
+}
+
+/// Zero the inode-table tails on the targets in `mask` where `z` allows
+/// (aligned to `align`), and say what the copy pass must still move. A
+/// refusal stops zeroing (the rest is copied); an I/O error is returned as
+/// (engine device index, offset, error).
+pub fn zero_classes(
+    z: Option<&ZeroTargets>,
+    c: &SourceClasses,
+    align: u64,
+    mask: u64,
+) -> Result<ClassOutcome, (usize, u64, io::Error)> {
+    let mut both: Vec<Extent> = c.itable_zeroed.iter().copied().collect();
+    both.extend(c.itable_lazy.iter().copied());
+    let wanted = zeroable(&ExtentList::from_unsorted(both), align);
+    let mut done = ExtentList::new();
+    if let Some(z) = z {
+        for e in &wanted {
+            match z.zero(mask, e.start(), e.len()) {
+                Ok(()) => done.push(*e),
+                Err(ZeroError::Unsupported) => break,
+                Err(ZeroError::Io { device, error }) => return Err((device, e.start(), error)),
+            }
+        }
+    }
+    let copied = c.itable_zeroed.subtract(&done);
+    let mut data: Vec<Extent> = c.data.iter().copied().collect();
+    data.extend(copied.iter().copied());
+    Ok(ClassOutcome {
+        data: ExtentList::from_unsorted(data),
+        itable_copied: copied.total_bytes(),
+        lazy_skipped: c.itable_lazy.subtract(&done).total_bytes(),
+        zeroed: done,
+    })
+}
+
+/// The hash table a check pass over `plan` expects when every chunk reads
+/// as zeros.
+pub fn zeros_table(plan: &CopyPlan) -> Vec<u64> {
+    let zeros = vec![0u8; usize::try_from(plan.chunk_size).unwrap_or(0)];
+    let mut last: Option<(u64, u64)> = None;
+    plan.chunks()
+        .map(|c| match last {
+            Some((len, h)) if len == c.len() => h,
+            _ => {
+                let n = usize::try_from(c.len()).unwrap_or(0).min(zeros.len());
+                let h = chunk_hash(zeros.get(..n).unwrap_or_default());
+                last = Some((c.len(), h));
+                h
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::FileExt;
+
+    #[test]
+    fn sparse_runs_of_mostly_zero_chunks() {
+        let mut runs = Vec::new();
+        let mut v = vec![0u8; 64 << 10];
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), Some(0));
+        assert!(runs.is_empty());
+        v[5] = 1;
+        v[4096 + 7] = 1;
+        v[40960] = 1;
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), Some(3 * 4096));
+        assert_eq!(runs, vec![(0, 8192), (40960, 4096)]);
+        // More than a quarter non-zero: write it whole.
+        v.iter_mut().take(20 << 10).for_each(|b| *b = 9);
+        assert_eq!(sparse_runs(&v, 4096, &mut runs), None);
+        // Too many runs.
+        let mut w = vec![0u8; 1 << 20];
+        for i in 0..10 {
+            w[i * 65536] = 1;
+        }
+        assert_eq!(sparse_runs(&w, 4096, &mut runs), None);
+    }
+
+    #[test]
+    fn sparse_write_zeroes_the_gaps() {
+        let f = tempfile::tempfile().unwrap();
+        f.write_all_at(&vec![0xAB; 64 << 10], 0).unwrap();
+        let z = ZeroTargets::new(&[(&f, false)], 4096).unwrap();
+        let mut data = vec![0u8; 64 << 10];
+        data[4096..8192].fill(7);
+        match z.write_sparse(0b10, 0, &data, &[(4096, 4096)]) {
+            Ok(()) => {}
+            Err(ZeroError::Unsupported) => return eprintln!("SKIP: no fallocate zeroing here"),
+            Err(ZeroError::Io { error, .. }) => panic!("{error}"),
+        }
+        let mut got = vec![1u8; 64 << 10];
+        f.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, data);
+    }
 
     #[test]
     fn is_zero_finds_any_byte() {
@@ -187,10 +372,12 @@ mod tests {
     fn zeroes_a_file_range_and_keeps_the_rest() {
         let f = tempfile::tempfile().unwrap();
         f.write_all_at(&vec![0xAB; 3 << 16], 0).unwrap();
-        let z = ZeroTargets::new(&[(&f, false)]).unwrap();
+        let z = ZeroTargets::new(&[(&f, false)], 4096).unwrap();
         match z.zero(0b10, 1 << 16, 1 << 16) {
             Ok(()) => {}
-            Err(ZeroError::Unsupported) => return eprintln!("SKIP: no fallocate zeroing here"),
+            Err(ZeroError::Unsupported) => {
+                return crate::test_skip::skip("no fallocate zeroing on this filesystem");
+            }
             Err(ZeroError::Io { error, .. }) => panic!("{error}"),
         }
         let mut got = vec![0u8; 3 << 16];

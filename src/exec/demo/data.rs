@@ -107,7 +107,9 @@ fn walk(
             m.mode(),
             m.uid(),
             m.gid(),
-            m.size(),
+            // A directory's size is the filesystem's business (ext4 counts
+            // blocks, xfs and btrfs bytes of entries): `--mkfs` changes it.
+            if ft.is_dir() { 0 } else { m.size() },
             m.mtime(),
             m.mtime_nsec()
         ));
@@ -118,7 +120,7 @@ fn walk(
     Ok(())
 }
 
-/// A hash of the tree under `dir`: every entry's path, mode, owner, size,
+/// A hash of the tree under `dir`: every entry's path, mode, owner, size (not for directories),
 /// mtime, link target, hard-link group and the xxh3 of its contents.
 pub fn tree_hash(dir: &Path) -> Result<String> {
     let mut lines = Vec::new();

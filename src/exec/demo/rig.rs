@@ -413,10 +413,25 @@ impl Rig {
         on_line: &mut dyn FnMut(&str),
         stop: &mut dyn FnMut() -> Option<String>,
     ) -> Result<Run> {
+        self.boot_with_devices(&[], env, limit, on_line, stop)
+    }
+
+    /// [`Rig::boot`] with more block devices in the sandbox's `/dev` (a
+    /// fault-injecting target of the fault matrix, say).
+    pub fn boot_with_devices(
+        &self,
+        devices: &[PathBuf],
+        env: &[(&str, String)],
+        limit: Duration,
+        on_line: &mut dyn FnMut(&str),
+        stop: &mut dyn FnMut() -> Option<String>,
+    ) -> Result<Run> {
+        let mut blockdevs = vec![self.old.path().to_path_buf(), self.new.path().to_path_buf()];
+        blockdevs.extend(devices.iter().cloned());
         let b = Boot {
             device: self.old.path(),
             mount_dir: &self.work.path().join("nsroot"),
-            blockdevs: vec![self.old.path().to_path_buf(), self.new.path().to_path_buf()],
+            blockdevs,
             cgroup: self.cgroup.as_ref(),
         };
         let mut cmd = sandbox::boot_command(&b)?;

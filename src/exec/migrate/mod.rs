@@ -45,6 +45,25 @@ pub const STATE_DIR: &str = crate::exec::pivot::STATE_DIR;
 /// Where the old root goes after the pivot.
 pub const PUT_OLD: &str = "/mnt/oldroot";
 
+/// Where the default state directory's journal and log are also kept, on
+/// the root filesystem, whenever it is writable (see [`Paths::kept`]).
+pub const KEPT_DIR: &str = "/var/lib/reroot";
+
+/// The directory that keeps a copy of `state_dir`'s journal and log across
+/// a restart: [`KEPT_DIR`] for the default `/run/reroot` (a tmpfs a reboot
+/// empties), else `<state_dir>.kept` beside it.
+pub fn kept_dir(state_dir: &Path) -> PathBuf {
+    if state_dir == Path::new(STATE_DIR) {
+        return KEPT_DIR.into();
+    }
+    let mut name = state_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "reroot".into());
+    name.push(".kept");
+    state_dir.with_file_name(name)
+}
+
 /// The files of a migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paths {
@@ -66,6 +85,10 @@ pub struct Paths {
     pub quiesce_state: PathBuf,
     /// Where a finished migration's files are moved when a new one starts.
     pub previous: PathBuf,
+    /// Where the journal and the log are copied whenever the root is
+    /// writable, so `reroot status` can tell after a restart what happened
+    /// ([`kept_dir`]).
+    pub kept: PathBuf,
 }
 
 impl Paths {
@@ -81,7 +104,31 @@ impl Paths {
             report: dir.join("migrate-report.json"),
             quiesce_state: dir.join("quiesce.json"),
             previous: dir.join("previous"),
+            kept: kept_dir(dir),
         }
+    }
+
+    /// The same files in the kept directory (a copy that survives a restart).
+    pub fn kept_copy(&self) -> Paths {
+        let mut p = Paths::new(&self.kept);
+        p.kept = self.kept.clone();
+        p
+    }
+
+    /// Copy the journal and the log to the kept directory (each written
+    /// aside, then renamed over the old copy). Fails while the root is
+    /// read-only (the quiesce window): the next call catches up.
+    pub fn keep_copy(&self) -> Result<()> {
+        fs::create_dir_all(&self.kept).map_err(|e| Error::io("creating", e).device(&self.kept))?;
+        let to = self.kept_copy();
+        for (from, to) in [(&self.journal, &to.journal), (&self.log, &to.log)] {
+            let Ok(data) = fs::read(from) else { continue };
+            let tmp = to.with_extension("tmp");
+            fs::write(&tmp, &data)
+                .and_then(|()| fs::rename(&tmp, to))
+                .map_err(|e| Error::io("keeping a copy", e).device(to))?;
+        }
+        Ok(())
     }
 
     fn own_files(&self) -> [&PathBuf; 6] {
@@ -531,6 +578,29 @@ mod tests {
         assert!(!p.journal.exists() && !p.log.exists());
         assert!(p.previous.join(journal::JOURNAL_FILE).exists());
         assert!(p.previous.join("migrate.log").exists());
+    }
+
+    #[test]
+    fn the_journal_is_kept_beside_the_state_directory() {
+        assert_eq!(kept_dir(Path::new(STATE_DIR)), Path::new(KEPT_DIR));
+        assert_eq!(
+            kept_dir(Path::new("/tmp/x/st")),
+            Path::new("/tmp/x/st.kept")
+        );
+        let d = tempfile::tempdir().unwrap();
+        let p = Paths::new(&d.path().join("st"));
+        fs::create_dir_all(&p.dir).unwrap();
+        fs::write(&p.journal, "j1\n").unwrap();
+        fs::write(&p.log, "l1\n").unwrap();
+        p.keep_copy().unwrap();
+        let k = p.kept_copy();
+        assert_eq!(k.dir, d.path().join("st.kept"));
+        assert_eq!(fs::read_to_string(&k.journal).unwrap(), "j1\n");
+        assert_eq!(fs::read_to_string(&k.log).unwrap(), "l1\n");
+        fs::write(&p.journal, "j1\nj2\n").unwrap();
+        p.keep_copy().unwrap();
+        assert_eq!(fs::read_to_string(&k.journal).unwrap(), "j1\nj2\n");
+        assert!(!k.journal.with_extension("tmp").exists());
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! restarted, what failed and what the rollback did, and what the operator
 //! still has to do.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
@@ -108,6 +108,10 @@ pub struct MigrateReport {
     pub journal: PathBuf,
     /// The log.
     pub log: PathBuf,
+    /// Set when this report comes from the copy kept on the root (the
+    /// state directory was emptied, by a restart): that directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept_copy: Option<PathBuf>,
 }
 
 fn status_name(s: StageStatus) -> &'static str {
@@ -266,7 +270,57 @@ pub fn build(s: &Summary, worker: Option<u32>, now_ms: u64, paths: &Paths) -> Mi
         worker,
         journal: paths.journal.clone(),
         log: paths.log.clone(),
+        kept_copy: None,
     }
+}
+
+/// Turn a report built from the kept copy of the journal (`kept`, on the
+/// root) into what it means when the state directory is gone: the machine
+/// restarted (or `/run` was emptied) before the migration ended, and no
+/// worker can resume it.
+pub fn from_kept_copy(mut rep: MigrateReport, kept: &Path) -> MigrateReport {
+    rep.kept_copy = Some(kept.to_path_buf());
+    rep.worker = None;
+    if rep.outcome.is_some() {
+        return rep;
+    }
+    rep.state = "interrupted".to_owned();
+    let running: Vec<String> = rep
+        .stages
+        .iter()
+        .filter(|l| l.status == "running")
+        .map(|l| l.stage.to_string())
+        .collect();
+    let pivoted = rep
+        .stages
+        .iter()
+        .any(|l| l.stage == Stage::Pivot && l.status == "done");
+    let at = if running.is_empty() {
+        "between stages".to_owned()
+    } else {
+        format!("in the {} stage", running.join(", "))
+    };
+    rep.todo = vec![
+        format!(
+            "the migration was cut short {at} and its state directory is gone (the machine \
+             restarted?); it cannot be resumed across a restart"
+        ),
+        if pivoted {
+            "the pivot had happened: check which device / is (`findmnt /`); if it is the new \
+             one, run `reroot finish` for fstab and the boot loader"
+                .to_owned()
+        } else {
+            "the pivot had not happened, so the system started on its old root: check it \
+             (`findmnt /`, `reroot check`), then start again with `reroot migrate SRC DST` \
+             (the target holds a partial copy: add --force)"
+                .to_owned()
+        },
+        format!(
+            "this report is the copy kept in {}: it ends where the root went read-only, if it did",
+            kept.display()
+        ),
+    ];
+    rep
 }
 
 /// A delta pass's planned bytes (a copy report's `bytes_planned`), 0 if none.
@@ -447,5 +501,39 @@ mod tests {
         let r = build(&s, Some(7), 10, &Paths::new("/r".as_ref()));
         assert_eq!(r.state, "running");
         assert!(r.todo.is_empty());
+    }
+
+    /// After a restart (the state directory gone), the report from the
+    /// kept copy says what happened and does not offer `--resume`.
+    #[test]
+    fn a_kept_copy_after_a_restart_says_what_happened() {
+        let recs = vec![
+            rec(
+                1,
+                0,
+                Entry::Started {
+                    version: VERSION,
+                    request: req(),
+                },
+            ),
+            rec(
+                2,
+                5,
+                Entry::StageStart {
+                    stage: Stage::Precopy,
+                },
+            ),
+        ];
+        let s = summarize(&recs).unwrap();
+        let kept = Paths::new("/run/reroot".as_ref()).kept_copy();
+        assert_eq!(kept.journal, Path::new("/var/lib/reroot/migrate.journal"));
+        let r = from_kept_copy(build(&s, None, 10, &kept), &kept.dir);
+        assert_eq!(r.state, "interrupted");
+        assert_eq!(r.kept_copy.as_deref(), Some(Path::new("/var/lib/reroot")));
+        let todo = r.todo.join("\n");
+        assert!(todo.contains("in the precopy stage"), "{todo}");
+        assert!(todo.contains("started on its old root"), "{todo}");
+        assert!(!todo.contains("--resume"), "{todo}");
+        assert_eq!(r.journal, Path::new("/var/lib/reroot/migrate.journal"));
     }
 }

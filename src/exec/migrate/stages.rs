@@ -18,10 +18,12 @@ use crate::exec::precopy::{Live, PrecopyOptions, PrecopyReport};
 use crate::exec::quiesce;
 use crate::exec::services::Status;
 use crate::exec::track::TrackOptions;
+use crate::exec::transform::{self, Pass, TransformOptions};
 use crate::plan::migrate::{self as plan, ServiceTool, Stage};
 use crate::plan::pivot::RestartClass;
 use crate::plan::preflight::{Category, Severity};
 use crate::plan::target::human_bytes;
+use crate::plan::transform::MkfsType;
 
 use super::worker::{Failure, Worker};
 
@@ -80,6 +82,8 @@ impl Worker {
             root: self.req.root.clone(),
             target: Some(self.req.target.clone()),
             force: self.req.force,
+            mkfs: self.req.choices.mkfs,
+            new_uuid: self.req.choices.new_uuid,
             ..CheckOptions::default()
         };
         let report = check::check(&self.sys, &opts)?;
@@ -126,38 +130,45 @@ impl Worker {
     }
 
     pub(super) fn stage_copy(&mut self, live: bool) -> Result<StageSummary> {
+        if let Some(kind) = self.req.choices.mkfs {
+            return self.stage_transform(kind, live);
+        }
         if live {
             return self.stage_precopy();
         }
         if let Some(l) = self.live.take() {
             return self.stage_window(l);
         }
-        let opts = if live {
-            // The target was checked (no signature) by the check stage; a
-            // re-run after an interruption finds our own partial copy there.
-            CopyOptions {
-                live: true,
-                verify: VerifyMode::None,
-                force: true,
-                ..CopyOptions::default()
-            }
-        } else {
-            CopyOptions {
-                delta: true,
-                verify: VerifyMode::Hash,
-                ..CopyOptions::default()
-            }
+        // Without a live pre-copy in this process (tracking off, or the
+        // worker restarted): a full delta pass in the window.
+        let opts = CopyOptions {
+            delta: true,
+            verify: VerifyMode::Hash,
+            ..CopyOptions::default()
         };
         let r = copy::copy(
             &self.req.source,
             std::slice::from_ref(&self.req.target),
             &opts,
             &self.events,
-        )?;
+        )
+        .map_err(|e| {
+            // copy's own hint ("rerun with --delta") is wrong here: the
+            // migration rolls back, and the way on is a new migration.
+            if e.hint_text().is_some_and(|h| h.contains("--delta")) {
+                e.hint(format!(
+                    "the migration rolls back; {} holds a partial copy, so a new \
+                     `reroot migrate` needs --force once the device is fixed",
+                    self.req.target.display()
+                ))
+            } else {
+                e
+            }
+        })?;
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
-            if live { "live pre-copy" } else { "delta pass" },
+            "delta pass",
             crate::plan::target::human_bytes(r.bytes_written),
             crate::plan::target::human_bytes(r.bytes_unchanged),
             crate::plan::target::human_bytes(r.map.used_bytes),
@@ -174,11 +185,20 @@ impl Worker {
 
     /// Track writes and copy in rounds while the system runs.
     fn stage_precopy(&mut self) -> Result<StageSummary> {
+        // A pre-copy that runs again (after a crash or a kill) keeps what
+        // the interrupted run wrote: its first round is a delta pass that
+        // compares every chunk's hash on both sides and writes only those
+        // that differ, so nothing is trusted that is not on the target.
+        let resumed = self
+            .summary
+            .stage(Stage::Precopy)
+            .is_some_and(|s| s.runs > 1);
         let opts = PrecopyOptions {
             // The target was checked (no signature) by the check stage; a
             // re-run after an interruption finds our own partial copy there.
             copy: CopyOptions {
                 live: true,
+                delta: resumed,
                 force: true,
                 ..CopyOptions::default()
             },
@@ -194,6 +214,11 @@ impl Worker {
         )?;
         let r = l.report();
         let mut notes = r.warnings.clone();
+        if resumed {
+            notes.push(
+                "live pre-copy resumed: round 1 kept the chunks already on the target".into(),
+            );
+        }
         notes.extend(precopy_notes(r));
         let s = StageSummary {
             bytes_copied: r.rounds.iter().map(|x| x.bytes).sum(),
@@ -245,6 +270,9 @@ impl Worker {
     }
 
     pub(super) fn stage_verify(&mut self) -> Result<StageSummary> {
+        if let Some(kind) = self.req.choices.mkfs {
+            return self.stage_verify_files(kind);
+        }
         if self.window_tracked && !self.req.choices.verify_full {
             return Ok(StageSummary {
                 notes: vec![
@@ -271,6 +299,110 @@ impl Worker {
                 r.digest
             )],
             detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
+    /// `--mkfs`: the pre-copy makes the filesystem and copies the files
+    /// live; the copy stage (after quiesce) copies what changed and
+    /// compares digests of both trees.
+    fn stage_transform(&mut self, kind: MkfsType, live: bool) -> Result<StageSummary> {
+        let opts = TransformOptions {
+            kind,
+            new_uuid: self.req.choices.new_uuid,
+            lossy: self.req.choices.lossy,
+            // The check stage judged the target's signature; a re-run finds
+            // the filesystem an interrupted pre-copy made.
+            force: true,
+            verify: !live,
+            ..TransformOptions::default()
+        };
+        let pass = if live { Pass::Live } else { Pass::Delta };
+        let r = transform::pass(
+            &self.req.source,
+            &self.req.target,
+            &opts,
+            pass,
+            &self.events,
+        )?;
+        if let Some(e) = r.outcome_error() {
+            return Err(e);
+        }
+        let s = r.delta.as_ref().unwrap_or(&r.stats);
+        let mut notes = r.notes.clone();
+        let what = if live {
+            format!("live pre-copy into a new {kind}")
+        } else {
+            "delta pass".to_owned()
+        };
+        notes.push(format!(
+            "{what}: {} files ({}) written, {} unchanged, {} removed, {} dirs, {} hard links, {:.1} s",
+            s.files,
+            crate::plan::target::human_bytes(s.bytes),
+            s.unchanged,
+            s.removed,
+            s.dirs,
+            s.hard_links,
+            r.seconds
+        ));
+        for l in &r.losses {
+            notes.push(format!(
+                "not kept by {kind}: {}: {}",
+                l.path.display(),
+                l.what
+            ));
+        }
+        Ok(StageSummary {
+            bytes_copied: s.bytes,
+            notes,
+            detail: serde_json::to_value(&r).ok(),
+            ..StageSummary::default()
+        })
+    }
+
+    /// `--mkfs`: compare the trees again (unless --lossy: the copy stage
+    /// compared them, excusing the reported losses), then give the new
+    /// root's fstab the new type.
+    fn stage_verify_files(&mut self, kind: MkfsType) -> Result<StageSummary> {
+        let mut notes = Vec::new();
+        let mut bytes = 0;
+        let mut detail = None;
+        if !self.req.choices.lossy {
+            let r = transform::verify_files(
+                &self.req.source,
+                &self.req.target,
+                transform::tree::default_threads(),
+                &self.events,
+            )?;
+            if let Some(e) = r.mismatch_error() {
+                return Err(e);
+            }
+            notes.push(format!(
+                "{} paths and {} of contents verified equal (tree digest {})",
+                r.entries,
+                crate::plan::target::human_bytes(r.bytes),
+                r.source_digest
+            ));
+            bytes = r.bytes;
+            detail = serde_json::to_value(&r).ok();
+        }
+        let uuid_change = if self.req.choices.new_uuid {
+            let old = crate::exec::identity::identity_of(&self.req.source)?.uuid;
+            let new = crate::exec::identity::identity_of(&self.req.target)?.uuid;
+            Some((old, new))
+        } else {
+            None
+        };
+        notes.extend(transform::adapt_fstab(
+            &self.req.target,
+            kind,
+            uuid_change.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+        )?);
+        Ok(StageSummary {
+            bytes_verified: bytes,
+            notes,
+            todo: vec![crate::plan::transform::boot_needs(kind).to_owned()],
+            detail,
             ..StageSummary::default()
         })
     }
@@ -378,10 +510,42 @@ impl Worker {
                 )),
             }
         }
+        let mut notes = report.warnings.clone();
+        if let Some(id) = &report.old_identity {
+            notes.push(format!(
+                "old root {}: label {:?} -> {:?}, UUID {} -> {}{}",
+                id.device.display(),
+                id.label_before,
+                id.label_after,
+                id.uuid_before,
+                id.uuid_after,
+                id.uuid_deferred
+                    .as_deref()
+                    .map(|w| format!(" (a new UUID when it is unmounted: {w})"))
+                    .unwrap_or_default()
+            ));
+        }
+        match &report.shutdown_guard {
+            Some(Ok(g)) => notes.push(format!("shutdown guard: {g}")),
+            Some(Err(why)) => todo.push(why.clone()),
+            None => {}
+        }
+        for n in &report.names {
+            notes.push(format!(
+                "{} ({}) -> {:?}{}",
+                n.name,
+                n.used_by,
+                n.target,
+                n.left
+                    .as_deref()
+                    .map(|l| format!(": {l}"))
+                    .unwrap_or_default()
+            ));
+        }
         Ok(StageSummary {
             restarted,
             todo,
-            notes: report.warnings.clone(),
+            notes,
             detail: serde_json::to_value(&report).ok(),
             moment_ms,
             ..StageSummary::default()
@@ -492,8 +656,17 @@ impl Worker {
         let mut last_error = String::new();
         let r = loop {
             let r = finish::finish(&fo)?;
+            // Login sessions end when their users log out: wait for them
+            // as long as it takes (the operator's command has returned by
+            // then); --release-timeout bounds the wait for anything else.
+            let only_sessions = !r.holders.is_empty()
+                && r.namespaces.is_empty()
+                && r.submounts.is_empty()
+                && r.holders
+                    .iter()
+                    .all(|g| g.class == crate::plan::pivot::RestartClass::Session);
             match &r.error {
-                Some(e) if !r.unmounted && Instant::now() < deadline => {
+                Some(e) if !r.unmounted && (only_sessions || Instant::now() < deadline) => {
                     if *e != last_error {
                         self.say(&format!(
                             "finish: waiting for the old root to be released: {e}"
@@ -536,6 +709,15 @@ impl Worker {
                     )
                 }
             ));
+        }
+        for n in &r.names {
+            match &n.left {
+                None => s.notes.push(format!(
+                    "{} ({}) names the new root only",
+                    n.name, n.used_by
+                )),
+                Some(l) => s.todo.push(format!("{} ({}): {l}", n.name, n.used_by)),
+            }
         }
         for c in &r.boot.commands {
             s.todo.push(format!("run: {}", c.join(" ")));

@@ -122,6 +122,9 @@ impl Worker {
 
     pub(super) fn append(&mut self, entry: Entry) -> Result<()> {
         let rec = self.journal.append(entry)?;
+        // A copy on the root, which a restart does not empty as it does
+        // /run; refused while the root is read-only, caught up afterwards.
+        let _ = self.paths.keep_copy();
         // Keep the in-memory summary in step with the file.
         let parsed = journal::read(self.journal.path())?;
         if let Some(p) = parsed {
