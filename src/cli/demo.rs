@@ -72,6 +72,14 @@ hash every used block of both devices and compare them with the root read-only. 
 window; proves that no write escaped the tracker."
     )]
     pub verify_full: bool,
+    /// Do not track writes (migrate --no-track): the window holds a full delta pass.
+    #[arg(
+        long,
+        long_help = "Pass --no-track to the migration inside: no write tracking, so the \
+read-only window holds a delta pass over every used block and a full verify. The baseline \
+to compare a tracked run's window with."
+    )]
+    pub no_track: bool,
     /// Internal: print the tree hash of DIR (used inside the sandbox).
     #[arg(long, hide = true, value_name = "DIR")]
     pub tree_hash: Option<PathBuf>,
@@ -104,6 +112,9 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
     o.rig.churn_bytes_per_s = args.churn.unwrap_or(0);
     if args.verify_full {
         o.migrate_flags.push_str(" --verify-full");
+    }
+    if args.no_track {
+        o.migrate_flags.push_str(" --no-track");
     }
     let show = ctx.style != Style::Quiet;
     let signals = Interrupts::catch();
@@ -262,6 +273,7 @@ mod tests {
         assert_eq!(parse(&["--data", "2G"]).data, Some(2 << 30));
         assert_eq!(parse(&["--churn", "4M"]).churn, Some(4 << 20));
         assert!(parse(&["--verify-full"]).verify_full);
+        assert!(parse(&["--no-track"]).no_track);
         assert!(Cli::try_parse_from(["reroot", "demo", "--data", "lots"]).is_err());
     }
 

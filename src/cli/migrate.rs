@@ -58,13 +58,22 @@ temporary mount). Without it the copy keeps the source's size."
     /// Compare every used block inside the read-only window (slow; proves the tracker).
     #[arg(
         long,
-        long_help = "The live pre-copy tracks every write to the source at the block layer, so the read-only window copies and reads back only the chunks written since the last round. With --verify-full the window also hashes every used block of both devices and compares them, as a copy without tracking does: it costs a read of the used size twice (at 500 MB/s, about 4 s per GiB used) with the root read-only. Use it to prove the tracker on your system; a missed write shows up as a difference and stops the migration before the pivot."
+        long_help = "The live pre-copy tracks every write to the source at the block layer, so the read-only \
+window copies and reads back only the chunks written since the last round. With \
+--verify-full the window also hashes every used block of both devices and compares them, \
+as a copy without tracking does: it costs a read of the used size twice (at 500 MB/s, \
+about 4 s per GiB used) with the root read-only. Use it to prove the tracker on your \
+system; a missed write shows up as a difference and stops the migration before the pivot."
     )]
     pub verify_full: bool,
     /// Do not track writes: the window holds a full delta pass and verify.
     #[arg(
         long,
-        long_help = "Turn the block-layer write tracking off (it uses a private tracefs instance on block:block_bio_queue). The read-only window then holds a delta pass over every used block and a full verify, as before tracking existed: its length grows with the used size. Tracking also falls back to this, with a warning, when tracefs is unavailable or trace events were lost."
+        long_help = "Turn the block-layer write tracking off (it uses a private tracefs instance on \
+block:block_bio_queue). The read-only window then holds a delta pass over every used block \
+and a full verify, as before tracking existed: its length grows with the used size. \
+Tracking also falls back to this, with a warning, when tracefs is unavailable or trace \
+events were lost."
     )]
     pub no_track: bool,
     /// Give the copy a new filesystem UUID.

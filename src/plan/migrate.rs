@@ -83,10 +83,16 @@ impl Stage {
     pub fn title(self) -> &'static str {
         match self {
             Stage::Check => "check what keeps the root busy and whether the target fits",
-            Stage::Precopy => "copy the used blocks while the system runs (live pre-copy)",
+            Stage::Precopy => {
+                "copy the used blocks while the system runs, tracking writes; re-copy them in rounds"
+            }
             Stage::Quiesce => "stop what blocks the remount, then remount the root read-only",
-            Stage::Copy => "delta pass: rewrite only the chunks that changed since the pre-copy",
-            Stage::Verify => "hash the used blocks of both devices and compare",
+            Stage::Copy => {
+                "copy and read back the last tracked writes (without tracking: a full delta pass)"
+            }
+            Stage::Verify => {
+                "hash the used blocks of both devices and compare (after a tracked window: only with --verify-full)"
+            }
             Stage::Grow => "check the copy and grow it to fill its device",
             Stage::Identity => "give the copy a new filesystem UUID",
             Stage::Pivot => "pivot_root into the copy and move every mount back",

@@ -455,14 +455,25 @@ fn lost_events_fall_back_to_a_full_delta_pass() {
 #[test]
 fn a_partitions_writes_are_placed() {
     require_root!();
-    require_tool!("sfdisk");
     require_tool!("partx");
     let dir = scratch();
     let img = sparse_file(&dir.path().join("disk.img"), 64 * MIB);
-    sh(&format!(
-        "printf 'label: dos\\nstart=2048, size=40960\\nstart=43008, size=40960\\n' | sfdisk -q {}",
-        img.display()
-    ));
+    // An MBR with two Linux partitions of 40960 sectors, at 2048 and 43008.
+    let mut mbr = [0u8; 512];
+    for (i, start) in [2048u32, 43008].into_iter().enumerate() {
+        let e = &mut mbr[446 + 16 * i..462 + 16 * i];
+        e[4] = 0x83;
+        e[8..12].copy_from_slice(&start.to_le_bytes());
+        e[12..16].copy_from_slice(&40960u32.to_le_bytes());
+    }
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .write_all_at(&mbr, 0)
+        .unwrap();
     let disk = LoopDev::attach(&img, &["--partscan"]);
     let p1 = PathBuf::from(format!("{}p1", disk.path().display()));
     let p2 = PathBuf::from(format!("{}p2", disk.path().display()));
