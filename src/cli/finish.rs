@@ -40,6 +40,18 @@ assemble them), `grub-install DEV`, and the GRUB config (update-grub or grub-mkc
 Without it, finish only prints these commands."
     )]
     pub bootloader: Option<PathBuf>,
+    /// On LVM, md or dm-crypt: do everything the next boot needs.
+    #[arg(
+        long,
+        long_help = "When the new root is an LVM volume, an md array or a dm-crypt mapping \
+(or a stack of them): write the arrays into mdadm.conf (mdadm --detail --scan), regenerate \
+the initramfs of every installed kernel, regenerate the GRUB configuration and install GRUB \
+on every disk the machine may boot from (the disks debconf's grub-pc/install_devices names, \
+or those whose boot sector holds GRUB, and every disk under the new root: both halves of a \
+RAID1), or on the ESP under UEFI. Stops at the first command that fails. Without it, finish \
+prints exactly these commands. `reroot check --target DEV` says beforehand what is missing."
+    )]
+    pub boot: bool,
     /// The pivot's state directory.
     #[arg(
         long,
@@ -58,6 +70,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
         state_dir: args.state_dir,
         keep_old_identity: args.keep_old_identity,
         bootloader: args.bootloader,
+        boot: args.boot,
     };
     let report = finish::finish(&o)?;
     if ctx.json {
@@ -154,7 +167,7 @@ fn print_human(r: &FinishReport, o: &FinishOptions) {
             if r.boot_ran {
                 "boot regeneration run:"
             } else {
-                "to boot from the new root, run (or use --bootloader DEV):"
+                "to boot from the new root, run (or use --boot, or --bootloader DEV):"
             }
         );
         for c in &r.boot.commands {
@@ -205,6 +218,12 @@ mod tests {
     #[test]
     fn keep_old_identity_flag() {
         assert!(parse(&["--keep-old-identity"]).keep_old_identity);
+    }
+
+    #[test]
+    fn boot_flag() {
+        assert!(!parse(&[]).boot);
+        assert!(parse(&["--boot"]).boot);
     }
 
     #[test]

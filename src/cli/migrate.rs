@@ -76,6 +76,16 @@ Tracking also falls back to this, with a warning, when tracefs is unavailable or
 events were lost."
     )]
     pub no_track: bool,
+    /// On LVM, md or dm-crypt: finish does what the next boot needs.
+    #[arg(
+        long,
+        long_help = "Pass --boot to the finish stage: when the target is an LVM volume, an md \
+array or a dm-crypt mapping, write mdadm.conf, regenerate every initramfs and the GRUB \
+configuration, and install GRUB on every boot disk (both halves of a RAID1). Without it the \
+report lists these commands. `reroot check --target DEV` says beforehand what the next boot \
+needs and blocks when a tool is missing."
+    )]
+    pub boot: bool,
     /// Give the copy a new filesystem UUID.
     #[arg(
         long,
@@ -278,6 +288,7 @@ pub fn run(args: Args, ctx: &Ctx) -> CmdResult {
             lossy: args.lossy,
             verify_full: args.verify_full,
             no_track: args.no_track,
+            boot: args.boot,
         },
         yes: args.yes,
         force: args.force,

@@ -54,6 +54,9 @@ pub struct FinishOptions {
     pub keep_old_identity: bool,
     /// Run the boot regeneration and install GRUB on this disk.
     pub bootloader: Option<PathBuf>,
+    /// `--boot`: for a new root on LVM, md or dm-crypt, do everything the
+    /// next boot needs (`exec::boot::actions`); without it they are listed.
+    pub boot: bool,
 }
 
 impl Default for FinishOptions {
@@ -63,6 +66,7 @@ impl Default for FinishOptions {
             state_dir: pivot::STATE_DIR.into(),
             keep_old_identity: false,
             bootloader: None,
+            boot: false,
         }
     }
 }
@@ -129,8 +133,11 @@ pub struct FinishReport {
     pub fstab_backup: Option<PathBuf>,
     /// What to regenerate to boot from the new root.
     pub boot: BootPlan,
-    /// `--bootloader` given: the boot commands were run.
+    /// `--bootloader` or `--boot` given: the boot commands were run.
     pub boot_ran: bool,
+    /// For a new root on LVM, md or dm-crypt: what the next boot needs, in
+    /// order (run with `--boot`, else listed in `boot.commands`).
+    pub boot_actions: Vec<crate::plan::boot::BootAction>,
     /// Things to know.
     pub warnings: Vec<String>,
     /// The error, if any.
@@ -524,7 +531,38 @@ pub fn finish(o: &FinishOptions) -> Result<FinishReport> {
     // 5. Boot.
     let facts = boot_facts(&sys, o, devno, (root.major, root.minor), &report);
     report.boot = plan::plan_boot(&facts);
-    if o.bootloader.is_some() {
+    let stacked_on = kernel_name(
+        &sys,
+        DevNo {
+            major: root.major,
+            minor: root.minor,
+        },
+    )
+    .filter(|n| !crate::probe::boot::target_layers(&sys, n).is_empty());
+    if let Some(name) = stacked_on {
+        // LVM, md or dm-crypt: the stack's own list (mdadm.conf, every
+        // initramfs, GRUB on every boot disk) replaces the generic one.
+        let acts = crate::exec::boot::actions(&sys, Path::new("/"), &name);
+        report.boot.commands = acts.iter().map(|a| vec![a.shell()]).collect();
+        if o.boot {
+            report.boot_ran = true;
+            match crate::exec::boot::apply(&acts) {
+                Ok(done) => report
+                    .commands
+                    .extend(done.into_iter().map(|command| CommandRun {
+                        command,
+                        ok: true,
+                        output: String::new(),
+                    })),
+                Err(e) => report.commands.push(CommandRun {
+                    command: "boot (--boot)".into(),
+                    ok: false,
+                    output: e.to_string(),
+                }),
+            }
+        }
+        report.boot_actions = acts;
+    } else if o.bootloader.is_some() || o.boot {
         report.boot_ran = true;
         for c in report.boot.commands.clone() {
             let argv: Vec<&str> = c.iter().map(String::as_str).collect();

@@ -153,6 +153,10 @@ pub struct Choices {
     /// `--no-track`: no write tracking; the window holds a full delta pass.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_track: bool,
+    /// `--boot`: the finish stage does what the next boot needs on an
+    /// LVM, md or dm-crypt root (see `plan::boot`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub boot: bool,
 }
 
 /// Why a stage does not run with these choices, if it does not.

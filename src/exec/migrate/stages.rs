@@ -651,6 +651,7 @@ impl Worker {
             state_dir: self.req.state_dir.clone(),
             keep_old_identity: self.req.choices.new_uuid,
             bootloader: None,
+            boot: self.req.choices.boot,
         };
         let deadline = Instant::now() + Duration::from_secs(self.req.release_timeout_secs);
         let mut last_error = String::new();
