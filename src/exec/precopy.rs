@@ -76,6 +76,9 @@ pub struct Round {
     pub round: u32,
     /// Bytes copied (and verified).
     pub bytes: u64,
+    /// Bytes written to the targets (less than `bytes` when a resumed
+    /// pre-copy's first round found chunks already there).
+    pub bytes_written: u64,
     /// Wall time, copy + flush + readback.
     pub seconds: f64,
     /// Bytes written to the source during the round (the next dirty set).
@@ -356,6 +359,7 @@ impl Live {
         self.report.rounds.push(Round {
             round,
             bytes: s.bytes,
+            bytes_written: s.written,
             seconds: s.seconds,
             dirty_bytes: 0,
             dirty_bytes_per_s: 0.0,

@@ -257,16 +257,41 @@ macro_rules! args {
     ($($a:expr),* $(,)?) => { &[$(std::ffi::OsStr::new($a)),*] };
 }
 
-/// The used byte ranges of an image (`reroot map`), as (start, len).
+/// The used byte ranges of an image whose content a copy reads (`reroot
+/// map`: the used ranges less the inode-table tails, which are zeroed or
+/// skipped, not read), as (start, len).
 fn used_ranges(img: &Path) -> Vec<(u64, u64)> {
     let (code, doc) = reroot_json(args!("map", img));
     assert_eq!(code, 0, "{doc:#}");
-    doc["used"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["start"].as_u64().unwrap(), r["len"].as_u64().unwrap()))
-        .collect()
+    let ranges = |v: &serde_json::Value| -> Vec<(u64, u64)> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|r| (r["start"].as_u64().unwrap(), r["len"].as_u64().unwrap()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut holes = ranges(&doc["itable_tails"]["zeroed"]);
+    holes.extend(ranges(&doc["itable_tails"]["lazy"]));
+    holes.sort_unstable();
+    let mut out = Vec::new();
+    for (start, len) in ranges(&doc["used"]) {
+        let (mut at, end) = (start, start + len);
+        for &(h, hl) in &holes {
+            let (hs, he) = (h.max(at), (h + hl).min(end));
+            if hs < he {
+                if at < hs {
+                    out.push((at, hs - at));
+                }
+                at = he;
+            }
+        }
+        if at < end {
+            out.push((at, end - at));
+        }
+    }
+    out
 }
 
 /// Three used bytes: in the first chunk (past the superblock and the block
@@ -284,9 +309,18 @@ fn positions(used: &[(u64, u64)]) -> [(&'static str, u64); 3] {
         half -= len;
     }
     let (first, last) = (used[0], used[used.len() - 1]);
-    assert!(first.1 > 256 << 10, "first used range {first:?}");
+    // In the first range, past what the map reads: 192 KiB in, or, where
+    // the inode table's unused tail ends the range sooner (it is zeroed,
+    // not read), its last block: the used head of the inode table, which
+    // follows the superblock, the descriptors and the bitmaps.
+    let start = if first.1 > 256 << 10 {
+        first.0 + (192 << 10)
+    } else {
+        first.0 + first.1 - 4096
+    };
+    assert!(start >= 64 << 10, "first used range {first:?}");
     [
-        ("start", first.0 + (192 << 10)),
+        ("start", start),
         ("middle", middle & !4095),
         ("last", last.0 + last.1 - 4096),
     ]

@@ -152,19 +152,7 @@ impl Worker {
             &opts,
             &self.events,
         )
-        .map_err(|e| {
-            // copy's own hint ("rerun with --delta") is wrong here: the
-            // migration rolls back, and the way on is a new migration.
-            if e.hint_text().is_some_and(|h| h.contains("--delta")) {
-                e.hint(format!(
-                    "the migration rolls back; {} holds a partial copy, so a new \
-                     `reroot migrate` needs --force once the device is fixed",
-                    self.req.target.display()
-                ))
-            } else {
-                e
-            }
-        })?;
+        .map_err(|e| self.migration_hint(e))?;
         let mut notes = r.warnings.clone();
         notes.push(format!(
             "{}: {} written, {} unchanged, {} of {} used, {:.1} s",
@@ -181,6 +169,20 @@ impl Worker {
             detail: serde_json::to_value(&r).ok(),
             ..StageSummary::default()
         })
+    }
+
+    /// copy's own hint ("rerun with --delta") is wrong inside a migration:
+    /// it rolls back, and the way on is a new migration.
+    fn migration_hint(&self, e: crate::Error) -> crate::Error {
+        if e.hint_text().is_some_and(|h| h.contains("--delta")) {
+            e.hint(format!(
+                "the migration rolls back; {} holds a partial copy, so a new \
+                 `reroot migrate` needs --force once the device is fixed",
+                self.req.target.display()
+            ))
+        } else {
+            e
+        }
     }
 
     /// Track writes and copy in rounds while the system runs.
@@ -211,7 +213,8 @@ impl Worker {
             std::slice::from_ref(&self.req.target),
             &opts,
             &self.events,
-        )?;
+        )
+        .map_err(|e| self.migration_hint(e))?;
         let r = l.report();
         let mut notes = r.warnings.clone();
         if resumed {
@@ -221,7 +224,7 @@ impl Worker {
         }
         notes.extend(precopy_notes(r));
         let s = StageSummary {
-            bytes_copied: r.rounds.iter().map(|x| x.bytes).sum(),
+            bytes_copied: r.rounds.iter().map(|x| x.bytes_written).sum(),
             bytes_verified: r.rounds.iter().map(|x| x.bytes).sum(),
             notes,
             detail: serde_json::to_value(r).ok(),
@@ -234,7 +237,7 @@ impl Worker {
     /// Inside the read-only window: drain the tracker, copy and read back
     /// the final dirty set (or a full delta pass without tracking).
     fn stage_window(&mut self, l: Live) -> Result<StageSummary> {
-        let r = l.finish(&self.events)?;
+        let r = l.finish(&self.events).map_err(|e| self.migration_hint(e))?;
         let mut notes = r.warnings.clone();
         let fp = r.final_pass.as_ref();
         self.window_tracked = r.tracking.used && fp.is_some_and(|f| f.kind == "dirty");
