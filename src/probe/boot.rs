@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::SysRoot;
-use super::device::partition_of;
+use super::device::{names_in as names, partition_of, read_trim};
 
 /// How the machine was booted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,23 +112,6 @@ fn lvm_name(dm_name: &str) -> String {
         }
     }
     vg
-}
-
-fn read_trim(p: &Path) -> Option<String> {
-    fs::read_to_string(p).ok().map(|s| s.trim().to_owned())
-}
-
-/// The names in a directory (empty when it cannot be read), sorted.
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 /// The md array's UUID from udev's `/dev/disk/by-id/md-uuid-*` links.

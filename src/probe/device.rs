@@ -405,7 +405,8 @@ fn claimed_exclusively(path: &Path) -> bool {
     }
 }
 
-fn read_trim(path: &Path) -> Option<String> {
+/// A sysfs attribute's text without its trailing newline.
+pub(crate) fn read_trim(path: &Path) -> Option<String> {
     fs::read_to_string(path)
         .ok()
         .map(|s| s.trim_end_matches('\n').to_string())
@@ -419,7 +420,8 @@ fn class_block(root: &SysRoot, name: &str) -> PathBuf {
     root.sys("class/block").join(name)
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
+/// The names in a directory (empty when it cannot be read), sorted.
+pub(crate) fn names_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok())

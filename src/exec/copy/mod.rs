@@ -910,21 +910,7 @@ pub fn copy(
     }
     if opts.verify == VerifyMode::Readback && !outcome.zeroed.is_empty() {
         // What was zeroed must read as zeros.
-        let zplan = plan_for(&o, &outcome.zeroed, opts).map_err(|e| e.stage(Stage::Copy))?;
-        let mut ztable = zero::zeros_table(&zplan);
-        let cfg = PassConfig {
-            paths: &paths,
-            queue_depth: opts.queue_depth,
-            phase: "zero-check",
-        };
-        let zc = pipe
-            .run(
-                &zplan,
-                Pass::Check { read_source: false },
-                &cfg,
-                &mut ztable,
-                events,
-            )
+        let zc = zero_check(&o, &outcome.zeroed, opts, &mut pipe, &paths, events)
             .map_err(|e| e.stage(Stage::Copy))?;
         bytes_read += zc.bytes_read;
         bytes_verified += zc.bytes_read.saturating_sub(zc.mismatch_bytes);
@@ -1174,6 +1160,32 @@ struct TailCheck {
     phases: Vec<PhaseReport>,
 }
 
+/// Read the targets in `ranges` and compare them with zeros (the
+/// "zero-check" phase); what is not zeros is a mismatch.
+fn zero_check(
+    o: &Opened,
+    ranges: &ExtentList,
+    opts: &CopyOptions,
+    pipe: &mut Pipeline,
+    paths: &[PathBuf],
+    events: &EventSink,
+) -> Result<pipeline::PassStats> {
+    let zplan = plan_for(o, ranges, opts)?;
+    let mut ztable = zero::zeros_table(&zplan);
+    let cfg = PassConfig {
+        paths,
+        queue_depth: opts.queue_depth,
+        phase: "zero-check",
+    };
+    pipe.run(
+        &zplan,
+        Pass::Check { read_source: false },
+        &cfg,
+        &mut ztable,
+        events,
+    )
+}
+
 /// Check that the target reads as zeros in `ranges` (INODE_ZEROED tails),
 /// or else holds the source's bytes there; what holds neither differs.
 fn verify_tails(
@@ -1188,22 +1200,7 @@ fn verify_tails(
     if ranges.is_empty() {
         return Ok(out);
     }
-    let zplan = plan_for(o, ranges, opts).map_err(|e| e.stage(Stage::Verify))?;
-    let mut ztable = zero::zeros_table(&zplan);
-    let cfg = PassConfig {
-        paths,
-        queue_depth: opts.queue_depth,
-        phase: "zero-check",
-    };
-    let z = pipe
-        .run(
-            &zplan,
-            Pass::Check { read_source: false },
-            &cfg,
-            &mut ztable,
-            events,
-        )
-        .map_err(|e| e.stage(Stage::Verify))?;
+    let z = zero_check(o, ranges, opts, pipe, paths, events).map_err(|e| e.stage(Stage::Verify))?;
     out.bytes_read = z.bytes_read;
     out.zeros = z.bytes_done.saturating_sub(z.mismatch_bytes);
     out.phases
@@ -1225,8 +1222,9 @@ fn verify_tails(
     let cplan = plan_for(o, &rest, opts).map_err(|e| e.stage(Stage::Verify))?;
     let mut table = vec![0u64; usize::try_from(cplan.chunks).unwrap_or(usize::MAX)];
     let cfg = PassConfig {
+        paths,
+        queue_depth: opts.queue_depth,
         phase: "itable-compare",
-        ..cfg
     };
     let c = pipe
         .run(
