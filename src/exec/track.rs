@@ -66,6 +66,10 @@ pub struct TrackOptions {
     /// Test only (ignored in release builds): drop every tracked write that
     /// covers this source byte, to prove a missed write is caught.
     pub drop_at: Option<u64>,
+    /// Test only (ignored in release builds): while this is true the reader
+    /// does not read, so a burst of writes overflows the buffer for sure
+    /// (an idle machine's reader otherwise keeps up with any burst).
+    pub pause_reader: Option<Arc<AtomicBool>>,
 }
 
 impl Default for TrackOptions {
@@ -75,6 +79,7 @@ impl Default for TrackOptions {
             root: SysRoot::live(),
             tracefs: None,
             drop_at: None,
+            pause_reader: None,
         }
     }
 }
@@ -353,9 +358,14 @@ impl Tracker {
         } else {
             None
         };
+        let pause = if cfg!(debug_assertions) {
+            opts.pause_reader.clone()
+        } else {
+            None
+        };
         let h = std::thread::Builder::new()
             .name("reroot-track".into())
-            .spawn(move || read_loop(pipe, &shared, traced, &marker, drop_at))
+            .spawn(move || read_loop(pipe, &shared, traced, &marker, drop_at, pause))
             .map_err(|e| not(format!("starting the trace reader: {e}")))?;
         self.reader = Some(h);
         self.started = Instant::now();
@@ -455,13 +465,24 @@ impl Drop for Tracker {
     }
 }
 
-fn read_loop(mut pipe: File, shared: &Shared, traced: Traced, marker: &str, drop_at: Option<u64>) {
+fn read_loop(
+    mut pipe: File,
+    shared: &Shared,
+    traced: Traced,
+    marker: &str,
+    drop_at: Option<u64>,
+    pause: Option<Arc<AtomicBool>>,
+) {
     let mut buf = vec![0u8; 1 << 16];
     let mut partial: Vec<u8> = Vec::new();
     let mut batch: Vec<Extent> = Vec::new();
     loop {
         if shared.stop.load(Ordering::Acquire) {
             return;
+        }
+        if pause.as_ref().is_some_and(|p| p.load(Ordering::Acquire)) {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
         }
         match pipe.read(&mut buf) {
             Ok(0) => std::thread::sleep(Duration::from_millis(10)),

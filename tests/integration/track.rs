@@ -419,6 +419,8 @@ fn lost_events_fall_back_to_a_full_delta_pass() {
     o.copy.queue_depth = 8;
     o.settle = Duration::from_millis(50);
     o.tracker.buffer_kb = 4;
+    let pause = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    o.tracker.pause_reader = Some(pause.clone());
     let live = Live::start(
         rig.src.path(),
         &[rig.tgt.path().to_path_buf()],
@@ -426,7 +428,9 @@ fn lost_events_fall_back_to_a_full_delta_pass() {
         &EventSink::none(),
     )
     .expect("live pre-copy");
-    // A burst of small O_DIRECT writes, far more than a 4 KiB buffer holds.
+    // A burst of small O_DIRECT writes, far more than a 4 KiB buffer holds,
+    // while the reader is held: on an idle machine it would keep up.
+    pause.store(true, std::sync::atomic::Ordering::Release);
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -440,6 +444,7 @@ fn lost_events_fall_back_to_a_full_delta_pass() {
         f.write_all_at(a, (i % 1024) * 4096).unwrap();
     }
     drop(f);
+    pause.store(false, std::sync::atomic::Ordering::Release);
     rig.freeze();
     let r = live.finish(&EventSink::none()).expect("final pass");
     assert!(!r.tracking.used);
