@@ -1050,7 +1050,7 @@ pub fn verify(
         queue_depth: opts.queue_depth,
         phase: "verify",
     };
-    let stats = pipe
+    let mut stats = pipe
         .run(
             &plan,
             Pass::Check { read_source: true },
@@ -1059,7 +1059,6 @@ pub fn verify(
             events,
         )
         .map_err(|e| locate::refine(e, &o.devices(), pipe.last_failure()).stage(Stage::Verify))?;
-    let mut stats = stats;
     let mut tail_hash = None;
     if let Some(t) = plan.tail {
         let src = tail::read(source, t).map_err(|e| e.stage(Stage::Verify))?;
